@@ -1,0 +1,1 @@
+"""Tracker backends, one module each. Nothing here imports an optional dependency."""

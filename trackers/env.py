@@ -1,0 +1,121 @@
+"""The environment contract between the launcher and the job: the one place that names it.
+
+The names are TorchX's own (``torchx.tracker.api``), so a job that uses TorchX's ``AppRun`` reads
+exactly what our launcher writes, and ours reads what TorchX's runner writes:
+
+``TORCHX_JOB_ID``
+    The run id: the app handle that ``torchx run`` prints (``local_cwd://torchx/train-x1``).
+``TORCHX_TRACKERS``
+    Comma-separated tracker names, resolved through the ``torchx.tracker`` entry points.
+``TORCHX_TRACKER_<NAME>_CONFIG``
+    The config string handed to tracker ``NAME``'s factory (``NAME`` upper-cased).
+``TORCHX_PARENT_RUN_ID``
+    The run this one was derived from; recorded as a source when the run starts.
+
+Our additions (TorchX ignores them):
+
+``TORCHX_TRACKER_STRICT``
+    ``1``/``true``: a tracking failure inside the job raises instead of being logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from torchx.tracker.api import (
+    ENV_TORCHX_JOB_ID,
+    ENV_TORCHX_PARENT_RUN_ID,
+    ENV_TORCHX_TRACKERS,
+)
+
+from trackers.errors import TrackerConfigError
+
+__all__ = [
+    "ENV_TORCHX_JOB_ID",
+    "ENV_TORCHX_PARENT_RUN_ID",
+    "ENV_TORCHX_TRACKERS",
+    "ENV_TORCHX_TRACKER_STRICT",
+    "TRACKER_NAME_PATTERN",
+    "UNDEFINED_JOB_ID",
+    "parse_tracker_names",
+    "strict_from_env",
+    "tracker_config_env_var_name",
+    "tracker_env",
+    "validate_tracker_name",
+]
+
+ENV_TORCHX_TRACKER_STRICT = "TORCHX_TRACKER_STRICT"
+
+#: The job id TorchX's ``AppRun.run_from_env`` uses when the process was not launched by TorchX.
+UNDEFINED_JOB_ID = "<UNDEFINED>"
+
+#: A tracker name becomes part of an env var name, which bash, Kubernetes and Slurm all accept
+#: only in this form.
+TRACKER_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def validate_tracker_name(name: str) -> str:
+    """Return ``name`` if it can be part of ``TORCHX_TRACKER_<NAME>_CONFIG``, else raise."""
+    if not TRACKER_NAME_PATTERN.fullmatch(name):
+        raise TrackerConfigError(
+            f"tracker name {name!r} is not usable: it becomes part of the env var "
+            f"TORCHX_TRACKER_<NAME>_CONFIG, so it must match [A-Za-z][A-Za-z0-9_]* "
+            f"(letters, digits and '_', starting with a letter)"
+        )
+    return name
+
+
+def tracker_config_env_var_name(name: str) -> str:
+    """``fsspec`` -> ``TORCHX_TRACKER_FSSPEC_CONFIG`` (the same rule as TorchX)."""
+    return f"TORCHX_TRACKER_{name.upper()}_CONFIG"
+
+
+def parse_tracker_names(value: str) -> list[str]:
+    """Split and validate a ``TORCHX_TRACKERS`` value; empty items are ignored, order is kept."""
+    names: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        try:
+            validate_tracker_name(name)
+        except TrackerConfigError as e:
+            raise TrackerConfigError(f"{ENV_TORCHX_TRACKERS}={value!r}: {e}") from None
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def tracker_env(
+    trackers: Mapping[str, str | None], job_id: str | None, parent_run_id: str | None
+) -> dict[str, str]:
+    """The env entries that configure ``trackers`` for a job (the launcher's side of the contract)."""
+    env: dict[str, str] = {}
+    if job_id is not None:
+        env[ENV_TORCHX_JOB_ID] = job_id
+    if parent_run_id:
+        env[ENV_TORCHX_PARENT_RUN_ID] = parent_run_id
+    if trackers:
+        env[ENV_TORCHX_TRACKERS] = ",".join(validate_tracker_name(n) for n in trackers)
+    for name, config in trackers.items():
+        if config is not None:
+            env[tracker_config_env_var_name(name)] = config
+    return env
+
+
+def strict_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``TORCHX_TRACKER_STRICT`` asks for tracking failures to be fatal."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_TORCHX_TRACKER_STRICT, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise TrackerConfigError(
+        f"{ENV_TORCHX_TRACKER_STRICT}={raw!r}: expected one of 1/true/yes/on or 0/false/no/off"
+    )

@@ -1,0 +1,20 @@
+"""Keep credentials out of log lines, error messages and CLI output."""
+
+from __future__ import annotations
+
+import re
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>[\w.-]*(?:token|secret|password|passwd|key|credential)[\w.-]*)"
+    r"(?P<sep>\s*[=:]\s*)(?P<value>[^&\s,;}\"']+)",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str | None) -> str | None:
+    """``http://u:tok@h/?token=x`` -> ``http://u:***@h/?token=***``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m['key']}{m['sep']}***", text)
