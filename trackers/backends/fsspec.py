@@ -194,8 +194,11 @@ class FsspecTracker(LineageTracker):
     Construction does no I/O; the root is created by the first write (or :meth:`ensure_root`).
     """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, root: str, config: FsspecConfig | None = None
+    ) -> None:
         self.fs = fs
+        self.config = config
         self.root = root.rstrip("/") or root
         self._local = isinstance(fs, LocalFileSystem)
         self._made_dirs: set[str] = set()
@@ -204,11 +207,37 @@ class FsspecTracker(LineageTracker):
     def from_config(cls, config: FsspecConfig) -> FsspecTracker:
         """The tracker for a parsed config."""
         fs, root = _filesystem(config)
-        return cls(fs, root)
+        return cls(fs, root, config)
+
+    def job_config(self, torchx_compatible: bool) -> str:
+        """A config string that opens this same store from another process (a job).
+
+        With ``torchx_compatible``, TorchX's own ``fsspec`` factory must read it too, so it is an
+        inline properties file (``data:`` URL) when TorchX's format can hold the settings.
+        Otherwise it is the absolute store URL, or a JSON mapping when storage options are set.
+        """
+        config = self.config or FsspecConfig(self._url())
+        if torchx_compatible:
+            inline = config.to_properties_data_url()
+            if inline is not None:
+                return inline
+            logger.warning(
+                "%r: TorchX's own fsspec factory cannot read these storage options; jobs that "
+                "use torchx.tracker's AppRun will not record (ours will)",
+                self,
+            )
+        if config.storage_options:
+            return json.dumps({"url": self._url(), "storage_options": dict(config.storage_options)})
+        return self._url()
+
+    def _url(self) -> str:
+        if self._local:
+            return self.root
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{self.root}"
 
     def __repr__(self) -> str:
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"FsspecTracker({protocol}://{self.root})"
+        return f"FsspecTracker({self._url()})"
 
     # --- paths ---
     def _run_dir(self, run_id: str) -> str:

@@ -1,0 +1,1 @@
+"""``torchx`` subcommands this package lays over TorchX's own (``run``, ``tracker``)."""

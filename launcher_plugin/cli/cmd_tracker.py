@@ -1,0 +1,178 @@
+"""``torchx tracker list {jobs,metadata,artifacts,lineage}``: a superset of TorchX's command.
+
+Every subcommand takes ``--format table|json`` and ``--tracker NAME[=CONFIG]`` to choose the
+store. Without ``--tracker`` the first configured tracker is used (``TORCHX_TRACKERS`` or
+``.torchxconfig``, as TorchX does); with nothing configured, the default fsspec store
+``./torchx-runs`` if it exists. An unknown run id prints a message and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from torchx.cli.cmd_base import SubCommand
+from torchx.tracker.api import TrackerBase
+
+from launcher_plugin.cli.render import Output, render_lineage_tree, to_jsonable
+from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
+from trackers.backends.fsspec import DEFAULT_ROOT
+from trackers.env import tracker_config_env_var_name
+from trackers.errors import TrackerConfigError, TrackerError
+from trackers.lineage import walk_lineage
+from trackers.redact import redact
+from trackers.registry import create_tracker
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+Handler = Callable[[TrackerBase, argparse.Namespace], Output]
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+def _tracker_flag(value: str) -> TrackerSpec:
+    try:
+        return TrackerSpec.parse(value)
+    except TrackerConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def choose_tracker(spec: TrackerSpec | None, environ: Mapping[str, str]) -> TrackerBase:
+    """The store a query reads: ``--tracker``, else the first configured, else the default."""
+    if spec is not None:
+        resolved = resolve_trackers([spec], environ)
+        name, config = next(iter(resolved.items()))
+        return create_tracker(name, config, origin=f"--tracker {name}")
+    configured = resolve_trackers([], environ)
+    if configured:
+        name, config = next(iter(configured.items()))
+        return create_tracker(name, config, origin=tracker_config_env_var_name(name))
+    if Path(DEFAULT_ROOT).is_dir():
+        return create_tracker("fsspec", None, origin="default store")
+    raise CliError(
+        "no tracker configured and no ./torchx-runs store here; pass --tracker "
+        "fsspec=URL, set TORCHX_TRACKERS, or add [torchx:tracker] to .torchxconfig"
+    )
+
+
+def _require_run(tracker: TrackerBase, run_id: str) -> None:
+    has_run = getattr(tracker, "has_run", None)
+    known = has_run(run_id) if callable(has_run) else run_id in set(tracker.run_ids())
+    if not known:
+        raise CliError(f"run {run_id!r} not found in {redact(repr(tracker))}")
+
+
+def list_jobs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """Run ids, optionally only the children of ``--parent-run-id``."""
+    if args.parent_run_id:
+        _require_run(tracker, args.parent_run_id)
+        ids = tracker.run_ids(parent_run_id=args.parent_run_id)
+    else:
+        ids = tracker.run_ids()
+    return Output(data=list(ids), headers=["JOB ID"], rows=[[i] for i in ids])
+
+
+def list_metadata(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """A run's metadata, merged (last write wins)."""
+    _require_run(tracker, args.RUN_ID)
+    md = dict(tracker.metadata(args.RUN_ID))
+    rows = [[k, v if isinstance(v, str) else json.dumps(to_jsonable(v))] for k, v in md.items()]
+    return Output(data=md, headers=["ID", "VALUE"], rows=rows)
+
+
+def list_artifacts(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """A run's artifacts, optionally one name."""
+    _require_run(tracker, args.RUN_ID)
+    found = [a for a in tracker.artifacts(args.RUN_ID).values() if args.artifact in (None, a.name)]
+    rows = [[a.name, a.path, json.dumps(to_jsonable(a.metadata))] for a in found]
+    data = [{"name": a.name, "path": a.path, "metadata": to_jsonable(a.metadata)} for a in found]
+    return Output(data=data, headers=["ARTIFACT", "PATH", "METADATA"], rows=rows)
+
+
+def list_lineage(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """Ancestors and/or descendants of a run as an indented tree."""
+    _require_run(tracker, args.RUN_ID)
+    direction = "sources" if args.sources_only else "descendants" if args.descendants_only else "both"
+    lineage = walk_lineage(
+        tracker, args.RUN_ID, direction=direction, artifact_name=args.artifact, depth=args.depth
+    )
+    return Output(data=lineage.to_dict(), text=render_lineage_tree(lineage, direction))
+
+
+def _add_run_id(p: argparse.ArgumentParser) -> None:
+    p.add_argument("RUN_ID", type=str, help="run id (the app handle torchx run printed)")
+
+
+def _args_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--parent-run-id", "--parent_run_id", dest="parent_run_id", help="only runs derived from it"
+    )
+
+
+def _args_artifacts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifact", type=str, help="only the artifact with this name")
+    _add_run_id(p)
+
+
+def _args_lineage(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sources-only", action="store_true", help="only ancestors")
+    group.add_argument("--descendants-only", action="store_true", help="only descendants")
+    p.add_argument("--artifact", type=str, help="only links about this artifact")
+    p.add_argument("--depth", type=int, default=None, help="at most this many links away")
+    _add_run_id(p)
+
+
+_SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {
+    "jobs": (list_jobs, _args_jobs, "list run ids"),
+    "metadata": (list_metadata, _add_run_id, "list a run's metadata"),
+    "artifacts": (list_artifacts, _args_artifacts, "list a run's artifacts"),
+    "lineage": (list_lineage, _args_lineage, "show a run's ancestors and descendants"),
+}
+
+
+class CmdTracker(SubCommand):
+    """``torchx tracker list ...``: query runs, metadata, artifacts and lineage."""
+
+    def add_arguments(self, subparser: argparse.ArgumentParser) -> None:
+        commands = subparser.add_subparsers(title="tracker commands")
+        list_parser = commands.add_parser("list", help="list runs and what they recorded")
+        list_commands = list_parser.add_subparsers(title="list commands")
+        for name, (handler, add_args, help_text) in _SUBCOMMANDS.items():
+            p = list_commands.add_parser(name, help=help_text)
+            p.add_argument("--format", choices=["table", "json"], default="table")
+            p.add_argument(
+                "--tracker",
+                type=_tracker_flag,
+                default=None,
+                metavar="NAME[=CONFIG]",
+                help="the store to read, e.g. fsspec=file:///data/runs "
+                "(default: the first configured tracker)",
+            )
+            add_args(p)
+            p.set_defaults(func=self._runner(handler))
+
+    def _runner(self, handler: Handler) -> Callable[[argparse.Namespace], None]:
+        def run(args: argparse.Namespace) -> None:
+            try:
+                tracker = choose_tracker(args.tracker, os.environ)
+                result = handler(tracker, args)
+            except (CliError, TrackerError) as e:
+                print(f"torchx tracker: {e}", file=sys.stderr)
+                sys.exit(1)
+            print(result.render(args.format))
+
+        return run
+
+    def run(self, args: argparse.Namespace) -> None:
+        # `torchx tracker` without a subcommand: argparse dispatches the leaves through `func`.
+        print("usage: torchx tracker list {jobs,metadata,artifacts,lineage} ...", file=sys.stderr)
+        sys.exit(1)
+

@@ -1,0 +1,152 @@
+"""Put the tracking env into every role of an AppDef so that it reaches the job intact.
+
+TorchX's ``Runner.dryrun`` already copies ``TORCHX_TRACKERS``, the tracker configs,
+``TORCHX_PARENT_RUN_ID`` and ``TORCHX_JOB_ID`` into ``role.env``. Three things then go wrong on
+the way to the process, and this module fixes each where it happens:
+
+1. Every scheduler applies ``string.Template.safe_substitute`` (TorchX macros) to env values, so
+   ``$$`` becomes ``$`` and ``$app_id`` is replaced inside a config. :func:`escape_macros`
+   doubles ``$`` in our values on the copy handed to the scheduler.
+2. Slurm passes env as ``srun --export=ALL,K=V,...``, which splits on commas.
+   :func:`slurm_carry_env` moves values that ``--export`` cannot carry into an
+   ``env -- K=V ... <entrypoint>`` prefix, which the shell quotes byte for byte.
+3. On Kubernetes the handle ``torchx run`` prints is ``kubernetes://SESSION/NAMESPACE:NAME`` but
+   TorchX sets ``TORCHX_JOB_ID=kubernetes://SESSION/NAME``; :func:`job_id_template` adds the
+   namespace so the run id in the pod equals the printed handle.
+
+It also validates every tracker before anything is submitted, and rewrites ``fsspec`` configs
+into the form TorchX's own ``fsspec`` factory reads (see :meth:`FsspecTracker.job_config`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from torchx.specs import AppDef, macros
+from torchx.specs.builders import make_app_handle
+from torchx.tracker.api import TrackerBase
+
+from trackers.backends.fsspec import FsspecTracker
+from trackers.env import (
+    ENV_TORCHX_JOB_ID,
+    ENV_TORCHX_PARENT_RUN_ID,
+    ENV_TORCHX_TRACKERS,
+    parse_tracker_names,
+    tracker_config_env_var_name,
+    tracker_env,
+)
+from trackers.registry import create_tracker
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+#: Schedulers whose ``schedule()`` returns ``NAMESPACE:NAME`` as the app id.
+NAMESPACED_SCHEDULERS = frozenset({"kubernetes", "kubernetes_mcad"})
+
+#: The name TorchX registers its own fsspec factory under: configs for it must be TorchX's form.
+TORCHX_FSSPEC_NAME = "fsspec"
+
+
+@dataclass
+class TrackingPlan:
+    """What a launch tracks: the job id template, the trackers and the env for every role."""
+
+    job_id: str
+    parent_run_id: str | None
+    trackers: dict[str, TrackerBase] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run_id(self, app_id: str) -> str:
+        """The run id of the submitted job (``job_id`` with the app id filled in)."""
+        return self.job_id.replace(macros.app_id, app_id)
+
+
+def job_id_template(scheduler: str, session: str, cfg: Mapping[str, object]) -> str:
+    """``TORCHX_JOB_ID`` before the scheduler fills in ``${app_id}``; equals the printed handle."""
+    if scheduler in NAMESPACED_SCHEDULERS:
+        namespace = cfg.get("namespace") or "default"
+        return make_app_handle(scheduler, session, f"{namespace}:{macros.app_id}")
+    return make_app_handle(scheduler, session, macros.app_id)
+
+
+def job_config(name: str, tracker: TrackerBase, config: str | None) -> str | None:
+    """The config string a job gets for tracker ``name`` (absolute, and TorchX-readable)."""
+    if isinstance(tracker, FsspecTracker):
+        return tracker.job_config(torchx_compatible=name == TORCHX_FSSPEC_NAME)
+    return config
+
+
+def plan_tracking(
+    app: AppDef, scheduler: str, session: str, cfg: Mapping[str, object]
+) -> TrackingPlan:
+    """Validate and normalise the tracking env that the runner put into ``app``'s roles.
+
+    Raises ``TrackerConfigError`` (naming the env var) for an unknown tracker or a bad config,
+    before anything is submitted.
+    """
+    env = app.roles[0].env if app.roles else {}
+    plan = TrackingPlan(
+        job_id=job_id_template(scheduler, session, cfg),
+        parent_run_id=env.get(ENV_TORCHX_PARENT_RUN_ID) or None,
+    )
+    configs: dict[str, str | None] = {}
+    for name in parse_tracker_names(env.get(ENV_TORCHX_TRACKERS, "")):
+        var = tracker_config_env_var_name(name)
+        tracker = create_tracker(name, env.get(var), origin=var)
+        plan.trackers[name] = tracker
+        configs[name] = job_config(name, tracker, env.get(var))
+    plan.env = tracker_env(configs, plan.job_id, plan.parent_run_id)
+    return plan
+
+
+def apply_plan(app: AppDef, plan: TrackingPlan) -> None:
+    """Write the plan's env into every role (in place, as ``Runner.dryrun`` does)."""
+    for role in app.roles:
+        for key in [k for k in role.env if k.startswith("TORCHX_TRACKER_") and k.endswith("_CONFIG")]:
+            del role.env[key]
+        role.env.pop(ENV_TORCHX_TRACKERS, None)
+        role.env.update(plan.env)
+
+
+def escape_macros(app: AppDef, plan: TrackingPlan) -> AppDef:
+    """A copy of ``app`` whose tracking values survive TorchX's macro substitution unchanged."""
+    escaped = copy.deepcopy(app)
+    for role in escaped.roles:
+        for key in plan.env:
+            if key != ENV_TORCHX_JOB_ID and key in role.env:
+                role.env[key] = role.env[key].replace("$", "$$")
+    return escaped
+
+
+# srun --export=ALL,K=V splits on commas; anything beyond this set goes through `env` instead.
+_SRUN_EXPORT_SAFE = re.compile(r"[A-Za-z0-9_./:@%+=${}\-]*")
+
+
+def slurm_carry_env(request: object) -> None:
+    """Move env values that ``srun --export`` would corrupt into an ``env -- K=V`` prefix.
+
+    ``request`` is TorchX's ``SlurmBatchRequest``; each replica's ``env``, ``entrypoint`` and
+    ``args`` are rewritten in place, before the sbatch script is rendered.
+    """
+    for replica in getattr(request, "replicas", {}).values():
+        unsafe = {k: v for k, v in replica.env.items() if not _SRUN_EXPORT_SAFE.fullmatch(v)}
+        if not unsafe:
+            continue
+        for key in unsafe:
+            del replica.env[key]
+        command = [replica.entrypoint, *replica.args]
+        replica.entrypoint = "env"
+        replica.args = ["--", *(f"{k}={v}" for k, v in unsafe.items()), *command]
+
+
+__all__ = [
+    "TrackingPlan",
+    "apply_plan",
+    "escape_macros",
+    "job_id_template",
+    "plan_tracking",
+    "slurm_carry_env",
+]

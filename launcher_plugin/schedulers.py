@@ -1,0 +1,125 @@
+"""TorchX's schedulers, each wrapped so that every launch is tracked.
+
+Registered in the ``torchx.schedulers`` entry-point group under TorchX 0.7.0's own names. One
+entry in that group hides all of TorchX's defaults, so every default is registered again here,
+in TorchX's order (the first is the default scheduler). Each scheduler TorchX's own factory
+builds gets two hooks (:func:`install_tracking_hooks`):
+
+* in ``_submit_dryrun``: validates and normalises the tracking env (:mod:`launcher_plugin.inject`)
+  before the scheduler request is rendered, so ``--dryrun`` shows exactly what the job gets;
+* in ``schedule``: creates the store root before submitting (TorchX's ``FsspecTracker`` refuses a
+  missing root) and, once the app handle is known, writes the launch record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from torchx.schedulers import DEFAULT_SCHEDULER_MODULES
+from torchx.schedulers.api import Scheduler
+from torchx.specs import AppDef, AppDryRunInfo
+from torchx.specs.builders import make_app_handle
+
+from launcher_plugin import inject
+from launcher_plugin.launch_record import write_launch_record
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+_PLAN_ATTR = "_torchx_lineage_plan"
+
+
+def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[Any]:
+    """Wrap ``scheduler``'s ``_submit_dryrun`` and ``schedule`` (on the instance) with tracking.
+
+    ``name`` is the name the scheduler is registered under: it starts the app handle that
+    ``torchx run`` prints (``local_cwd://...``), which can differ from ``scheduler.backend``
+    (``local``).
+
+    The instance keeps its own class, so ``isinstance`` checks (TorchX's ``WorkspaceMixin``,
+    ``DockerWorkspaceMixin``...) and the scheduler's own factory arguments stay as they were.
+    """
+    submit_dryrun = scheduler._submit_dryrun
+    schedule = scheduler.schedule
+
+    def tracked_submit_dryrun(app: AppDef, cfg: Any) -> AppDryRunInfo[Any]:
+        plan = inject.plan_tracking(app, name, scheduler.session_name, cfg)
+        inject.apply_plan(app, plan)
+        info: AppDryRunInfo[Any] = submit_dryrun(inject.escape_macros(app, plan), cfg)
+        if name == "slurm":
+            inject.slurm_carry_env(info.request)
+        setattr(info, _PLAN_ATTR, plan)
+        return info
+
+    def tracked_schedule(dryrun_info: AppDryRunInfo[Any]) -> str:
+        plan: inject.TrackingPlan | None = getattr(dryrun_info, _PLAN_ATTR, None)
+        if plan is not None:
+            for tracker in plan.trackers.values():
+                ensure_root = getattr(tracker, "ensure_root", None)
+                if callable(ensure_root):
+                    ensure_root()
+        app_id: str = schedule(dryrun_info)
+        if plan is not None and plan.trackers:
+            handle = make_app_handle(name, scheduler.session_name, app_id)
+            write_launch_record(plan, handle, dryrun_info)
+        return app_id
+
+    scheduler._submit_dryrun = tracked_submit_dryrun  # type: ignore[method-assign]
+    scheduler.schedule = tracked_schedule  # type: ignore[method-assign]
+    return scheduler
+
+
+def _create(name: str, session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    module = importlib.import_module(DEFAULT_SCHEDULER_MODULES[name])
+    return install_tracking_hooks(module.create_scheduler(session_name, **kwargs), name)
+
+
+def create_local_docker(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``local_docker`` scheduler, tracked."""
+    return _create("local_docker", session_name, **kwargs)
+
+
+def create_local_cwd(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``local_cwd`` scheduler, tracked."""
+    return _create("local_cwd", session_name, **kwargs)
+
+
+def create_slurm(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``slurm`` scheduler, tracked (env values with commas reach the job intact)."""
+    return _create("slurm", session_name, **kwargs)
+
+
+def create_kubernetes(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``kubernetes`` scheduler, tracked (``TORCHX_JOB_ID`` equals the handle)."""
+    return _create("kubernetes", session_name, **kwargs)
+
+
+def create_kubernetes_mcad(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``kubernetes_mcad`` scheduler, tracked."""
+    return _create("kubernetes_mcad", session_name, **kwargs)
+
+
+def create_aws_batch(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``aws_batch`` scheduler, tracked."""
+    return _create("aws_batch", session_name, **kwargs)
+
+
+def create_aws_sagemaker(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``aws_sagemaker`` scheduler, tracked."""
+    return _create("aws_sagemaker", session_name, **kwargs)
+
+
+def create_gcp_batch(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``gcp_batch`` scheduler, tracked."""
+    return _create("gcp_batch", session_name, **kwargs)
+
+
+def create_ray(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``ray`` scheduler, tracked."""
+    return _create("ray", session_name, **kwargs)
+
+
+def create_lsf(session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's ``lsf`` scheduler, tracked."""
+    return _create("lsf", session_name, **kwargs)
