@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import overload
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@")
 _SECRET_PARAM = re.compile(
@@ -12,6 +13,10 @@ _SECRET_PARAM = re.compile(
 )
 
 
+@overload
+def redact(text: str) -> str: ...
+@overload
+def redact(text: None) -> None: ...
 def redact(text: str | None) -> str | None:
     """``http://u:tok@h/?token=x`` -> ``http://u:***@h/?token=***``; ``None`` stays ``None``."""
     if text is None:

@@ -107,9 +107,11 @@ def create_tracker(name: str, config: str | None, *, origin: str) -> TrackerBase
     try:
         return factory(config)
     except TrackerConfigError as e:
-        raise TrackerConfigError(f"{origin}={redact(config)!r}: {e}") from None
+        raise TrackerConfigError(redact(f"{origin}={config!r}: {e}")) from None
     except Exception as e:
         raise TrackerConfigError(
-            f"{origin}={redact(config)!r}: tracker {name!r} could not be created: "
-            f"{type(e).__name__}: {e}"
+            redact(
+                f"{origin}={config!r}: tracker {name!r} could not be created: "
+                f"{type(e).__name__}: {e}"
+            )
         ) from e

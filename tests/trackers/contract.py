@@ -1,0 +1,183 @@
+"""The conformance suite every backend passes: round trips of every write path, lineage, order.
+
+A backend's test module subclasses :class:`TrackerContract` and provides a ``tracker`` fixture
+(and ``make_tracker`` for a second handle on the same store, as another process would have).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from trackers.api import LineageTracker
+
+RUN = "local_cwd://torchx/train-1"
+PARENT = "local_cwd://torchx/prepare-1"
+CHILD = "local_cwd://torchx/eval-1"
+
+
+class TrackerContract:
+    """Behaviour shared by all :class:`LineageTracker` backends."""
+
+    @pytest.fixture
+    def tracker(self) -> LineageTracker:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def make_tracker(self) -> Callable[[], LineageTracker]:
+        raise NotImplementedError
+
+    # --- metadata ---
+    def test_metadata_round_trips_values_of_json_types(self, tracker: LineageTracker) -> None:
+        tracker.add_metadata(RUN, lr=0.1, epochs=3, name="résumé", tags=["a", "b"], cfg={"x": 1})
+        assert tracker.metadata(RUN) == {
+            "lr": 0.1,
+            "epochs": 3,
+            "name": "résumé",
+            "tags": ["a", "b"],
+            "cfg": {"x": 1},
+        }
+
+    def test_metadata_last_write_wins_every_time(self, tracker: LineageTracker) -> None:
+        # TorchX's FsspecTracker returns either value about half the time.
+        for i in range(30):
+            tracker.add_metadata(RUN, bs=i)
+            assert tracker.metadata(RUN)["bs"] == i
+
+    def test_metadata_of_unknown_run_is_empty(self, tracker: LineageTracker) -> None:
+        assert tracker.metadata("local_cwd://torchx/nope") == {}
+        assert not tracker.has_run("local_cwd://torchx/nope")
+
+    def test_concurrent_writers_lose_no_record(
+        self, make_tracker: Callable[[], LineageTracker]
+    ) -> None:
+        # Every replica of a role shares one run id; separate handles stand in for processes.
+        def write(worker: int) -> None:
+            t = make_tracker()
+            for i in range(25):
+                t.add_metadata(RUN, **{f"w{worker}_{i}": i})
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert len(make_tracker().metadata(RUN)) == 8 * 25
+
+    # --- artifacts ---
+    def test_artifacts_round_trip_with_metadata(self, tracker: LineageTracker) -> None:
+        tracker.add_artifact(RUN, "model", "/ckpt/model.pt", {"epoch": 3})
+        tracker.add_artifact(RUN, "log", "/logs/train.log")
+        arts = tracker.artifacts(RUN)
+        assert set(arts) == {"model", "log"}
+        assert arts["model"].path == "/ckpt/model.pt"
+        assert arts["model"].metadata == {"epoch": 3}
+        assert arts["log"].metadata is None
+
+    def test_artifact_added_again_returns_newest(self, tracker: LineageTracker) -> None:
+        for i in range(10):
+            tracker.add_artifact(RUN, "model", f"/ckpt/{i}.pt")
+            assert tracker.artifacts(RUN)["model"].path == f"/ckpt/{i}.pt"
+
+    # --- sources, descendants, lineage ---
+    def test_sources_keep_every_artifact_name(self, tracker: LineageTracker) -> None:
+        tracker.add_metadata(PARENT, step="prepare")
+        tracker.add_source(RUN, PARENT, "checkpoint")
+        tracker.add_source(RUN, PARENT, "dataset")
+        names = sorted(s.artifact_name or "" for s in tracker.sources(RUN))
+        assert names == ["checkpoint", "dataset"]
+        assert [s.artifact_name for s in tracker.sources(RUN, "dataset")] == ["dataset"]
+
+    def test_source_without_artifact_name(self, tracker: LineageTracker) -> None:
+        tracker.add_source(RUN, PARENT)
+        assert [(s.source_run_id, s.artifact_name) for s in tracker.sources(RUN)] == [(PARENT, None)]
+
+    def test_add_source_twice_is_one_link(self, tracker: LineageTracker) -> None:
+        tracker.add_metadata(PARENT, step="prepare")
+        tracker.add_source(RUN, PARENT, "dataset")
+        tracker.add_source(RUN, PARENT, "dataset")
+        assert len(list(tracker.sources(RUN))) == 1
+        assert len(tracker.descendants(PARENT)) == 1
+
+    def test_descendant_link_is_written_into_parent(self, tracker: LineageTracker) -> None:
+        tracker.add_metadata(PARENT, step="prepare")
+        tracker.add_source(RUN, PARENT, "dataset")
+        assert [(d.run_id, d.artifact_name) for d in tracker.descendants(PARENT)] == [
+            (RUN, "dataset")
+        ]
+        assert tracker.run_ids(parent_run_id=PARENT) == [RUN]
+
+    def test_external_source_does_not_become_a_run(self, tracker: LineageTracker) -> None:
+        tracker.add_source(RUN, "hf://datasets/mnist", "dataset")
+        assert tracker.run_ids() == [RUN]
+        assert [s.source_run_id for s in tracker.sources(RUN)] == ["hf://datasets/mnist"]
+
+    def test_run_ids_lists_every_run(self, tracker: LineageTracker) -> None:
+        ids = [f"slurm://torchx/{i}" for i in range(5)]
+        for i in ids:
+            tracker.add_metadata(i, x=1)
+        assert tracker.run_ids() == sorted(ids)
+
+    def test_run_ids_rejects_unknown_filters(self, tracker: LineageTracker) -> None:
+        with pytest.raises(TypeError, match="parent_run_id"):
+            tracker.run_ids(owner="me")
+
+    def test_lineage_is_transitive_both_ways(self, tracker: LineageTracker) -> None:
+        chain = [f"local_cwd://torchx/step-{i}" for i in range(5)]
+        tracker.add_metadata(chain[0], step=0)
+        for prev, cur in zip(chain, chain[1:]):
+            tracker.add_metadata(cur, step=1)
+            tracker.add_source(cur, prev, "data")
+        lin = tracker.lineage(chain[2])
+        assert lin.ancestors == {chain[1]: 1, chain[0]: 2}
+        assert lin.descendants == {chain[3]: 1, chain[4]: 2}
+        assert tracker.lineage(chain[2], direction="sources").descendants == {}
+        assert tracker.lineage(chain[2], direction="descendants").ancestors == {}
+        assert tracker.lineage(chain[4], depth=1).ancestors == {chain[3]: 1}
+
+    def test_lineage_filters_by_artifact(self, tracker: LineageTracker) -> None:
+        for r in (PARENT, RUN, CHILD):
+            tracker.add_metadata(r, x=1)
+        tracker.add_source(RUN, PARENT, "dataset")
+        tracker.add_source(CHILD, RUN, "model")
+        assert tracker.lineage(CHILD, artifact_name="model").ancestors == {RUN: 1}
+        assert tracker.lineage(CHILD, artifact_name="dataset").ancestors == {}
+
+    def test_lineage_survives_cycles(self, tracker: LineageTracker) -> None:
+        a, b, c = "x://s/a", "x://s/b", "x://s/c"
+        for r in (a, b, c):
+            tracker.add_metadata(r, x=1)
+        tracker.add_source(b, a)
+        tracker.add_source(c, b)
+        tracker.add_source(a, c)
+        lin = tracker.lineage(a)
+        assert lin.ancestors == {c: 1, b: 2}
+        assert lin.descendants == {b: 1, c: 2}
+        assert len(lin.edges) == 3
+
+    def test_lineage_of_diamond_counts_shortest_distance(self, tracker: LineageTracker) -> None:
+        top, left, right, bottom = "d://s/top", "d://s/l", "d://s/r", "d://s/bottom"
+        for r in (top, left, right, bottom):
+            tracker.add_metadata(r, x=1)
+        tracker.add_source(left, top)
+        tracker.add_source(right, top)
+        tracker.add_source(bottom, left)
+        tracker.add_source(bottom, right)
+        assert tracker.lineage(bottom).ancestors == {left: 1, right: 1, top: 2}
+        assert tracker.lineage(top).descendants == {left: 1, right: 1, bottom: 2}
+
+    # --- hostile input ---
+    @pytest.mark.parametrize(
+        "run_id",
+        ["../../etc/passwd", "/abs/path", "a/../../b", "local://s/x,y \"q\" $HOME\\\n日本"],
+    )
+    def test_odd_run_ids_round_trip_and_stay_in_the_store(
+        self, tracker: LineageTracker, run_id: str
+    ) -> None:
+        tracker.add_metadata(run_id, ok=True)
+        tracker.add_artifact(run_id, "../../evil", "../../evil")
+        assert tracker.metadata(run_id) == {"ok": True}
+        assert run_id in tracker.run_ids()
+        assert tracker.artifacts(run_id)["../../evil"].path == "../../evil"

@@ -1,0 +1,171 @@
+"""AppRun: TorchX's job API, fanned out to every tracker, never fatal unless strict."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+from torchx.tracker.api import TrackerArtifact, TrackerSource
+
+from trackers import AppRun, TrackerConfigError
+from trackers.api import LineageTracker
+from trackers.backends.fsspec import create_tracker
+from trackers.types import LinkedRun
+
+RUN = "local_cwd://torchx/train-1"
+PARENT = "local_cwd://torchx/prepare-1"
+
+
+class BrokenTracker(LineageTracker):
+    """Every call fails, as an unreachable server would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _fail(self) -> None:
+        self.calls += 1
+        raise ConnectionError("store unreachable")
+
+    def add_artifact(
+        self, run_id: str, name: str, path: str, metadata: Mapping[str, object] | None = None
+    ) -> None:
+        self._fail()
+
+    def artifacts(self, run_id: str) -> Mapping[str, TrackerArtifact]:
+        self._fail()
+        return {}
+
+    def add_metadata(self, run_id: str, **kwargs: object) -> None:
+        self._fail()
+
+    def metadata(self, run_id: str) -> Mapping[str, object]:
+        self._fail()
+        return {}
+
+    def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
+        self._fail()
+
+    def sources(self, run_id: str, artifact_name: str | None = None) -> Iterable[TrackerSource]:
+        self._fail()
+        return []
+
+    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+        self._fail()
+        return []
+
+    def has_run(self, run_id: str) -> bool:
+        self._fail()
+        return False
+
+    def _run_ids(self, parent_run_id: str | None) -> list[str]:
+        self._fail()
+        return []
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, root: Path, **extra: str) -> None:
+    monkeypatch.setenv("TORCHX_JOB_ID", RUN)
+    monkeypatch.setenv("TORCHX_TRACKERS", "fsspec")
+    monkeypatch.setenv("TORCHX_TRACKER_FSSPEC_CONFIG", str(root))
+    for k, v in extra.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_without_env_it_is_a_no_op_run() -> None:
+    run = AppRun.run_from_env()
+    assert run.job_id() == "<UNDEFINED>"
+    assert run.backends == []
+    run.add_metadata(a=1)  # no error, nothing written
+    assert run.metadata() == {} and run.sources() == [] and run.children() == []
+
+
+def test_run_from_env_is_a_singleton_until_reset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from trackers import reset_current_run
+
+    first = AppRun.run_from_env()
+    set_env(monkeypatch, tmp_path)
+    assert AppRun.run_from_env() is first
+    reset_current_run()
+    assert AppRun.run_from_env().job_id() == RUN
+
+
+def test_parent_from_env_is_recorded_as_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store = create_tracker(str(tmp_path))
+    store.add_metadata(PARENT, step="prepare")
+    set_env(monkeypatch, tmp_path, TORCHX_PARENT_RUN_ID=PARENT)
+    run = AppRun.run_from_env()
+    assert [s.parent.id for s in run.sources()] == [PARENT]
+    parent = run.sources()[0].parent
+    assert [c.id for c in parent.children()] == [RUN]
+    assert run.lineage().ancestors == {PARENT: 1}
+
+
+def test_writes_fan_out_to_every_backend(tmp_path: Path) -> None:
+    a, b = create_tracker(str(tmp_path / "a")), create_tracker(str(tmp_path / "b"))
+    run = AppRun(RUN, [a, b])
+    run.add_metadata(lr=0.1)
+    run.add_artifact("model", "/m.pt", {"epoch": 2})
+    assert a.metadata(RUN) == b.metadata(RUN) == {"lr": 0.1}
+    assert a.artifacts(RUN)["model"].path == b.artifacts(RUN)["model"].path == "/m.pt"
+
+
+def test_a_failing_backend_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, good = BrokenTracker(), create_tracker(str(tmp_path))
+    run = AppRun(RUN, [broken, good])
+    with caplog.at_level(logging.ERROR):
+        for i in range(5):
+            run.add_metadata(step=i)
+    assert good.metadata(RUN) == {"step": 4}
+    assert broken.calls == 5
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1  # logged once with its cause, not once per call
+    assert "store unreachable" in str(errors[0].exc_info[1]) if errors[0].exc_info else False
+
+
+def test_reads_fall_over_to_the_next_backend(tmp_path: Path) -> None:
+    good = create_tracker(str(tmp_path))
+    good.add_metadata(RUN, lr=0.1)
+    assert AppRun(RUN, [BrokenTracker(), good]).metadata() == {"lr": 0.1}
+
+
+def test_strict_mode_raises(tmp_path: Path) -> None:
+    run = AppRun(RUN, [BrokenTracker()], strict=True)
+    with pytest.raises(ConnectionError):
+        run.add_metadata(a=1)
+
+
+def test_bad_tracker_in_env_is_logged_and_dropped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TORCHX_JOB_ID", RUN)
+    monkeypatch.setenv("TORCHX_TRACKERS", "nosuch,fsspec")
+    monkeypatch.setenv("TORCHX_TRACKER_FSSPEC_CONFIG", str(tmp_path))
+    with caplog.at_level(logging.ERROR):
+        run = AppRun.from_env()
+    assert len(run.backends) == 1
+    assert "nosuch" in caplog.text
+    run.add_metadata(ok=True)
+    assert create_tracker(str(tmp_path)).metadata(RUN) == {"ok": True}
+
+
+def test_bad_tracker_in_env_raises_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHX_TRACKERS", "fsspec")
+    monkeypatch.setenv("TORCHX_TRACKER_FSSPEC_CONFIG", "{url: 5}")
+    monkeypatch.setenv("TORCHX_TRACKER_STRICT", "1")
+    with pytest.raises(TrackerConfigError, match="TORCHX_TRACKER_FSSPEC_CONFIG"):
+        AppRun.from_env()
+
+
+def test_children_and_lineage_work_on_torchx_only_trackers(tmp_path: Path) -> None:
+    import fsspec
+    from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
+
+    theirs = TorchxFsspecTracker(fsspec.filesystem("file"), str(tmp_path))
+    theirs.add_metadata(PARENT, x=1)
+    theirs.add_source(RUN, PARENT, "dataset")
+    parent = AppRun(PARENT, [theirs])
+    assert [c.id for c in parent.children()] == [RUN]
+    assert parent.lineage().descendants == {RUN: 1}
