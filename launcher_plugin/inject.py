@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from torchx.specs import AppDef, macros
-from torchx.specs.builders import make_app_handle
 from torchx.tracker.api import TrackerBase
 
 from trackers.backends.fsspec import FsspecTracker
@@ -65,11 +64,14 @@ class TrackingPlan:
 
 
 def job_id_template(scheduler: str, session: str, cfg: Mapping[str, object]) -> str:
-    """``TORCHX_JOB_ID`` before the scheduler fills in ``${app_id}``; equals the printed handle."""
+    """``TORCHX_JOB_ID`` before the scheduler fills in ``${app_id}``; equals the printed handle.
+
+    Same form as ``torchx.specs.builders.make_app_handle``: ``{scheduler}://{session}/{app_id}``.
+    """
     if scheduler in NAMESPACED_SCHEDULERS:
         namespace = cfg.get("namespace") or "default"
-        return make_app_handle(scheduler, session, f"{namespace}:{macros.app_id}")
-    return make_app_handle(scheduler, session, macros.app_id)
+        return f"{scheduler}://{session}/{namespace}:{macros.app_id}"
+    return f"{scheduler}://{session}/{macros.app_id}"
 
 
 def job_config(name: str, tracker: TrackerBase, config: str | None) -> str | None:
@@ -105,7 +107,9 @@ def plan_tracking(
 def apply_plan(app: AppDef, plan: TrackingPlan) -> None:
     """Write the plan's env into every role (in place, as ``Runner.dryrun`` does)."""
     for role in app.roles:
-        for key in [k for k in role.env if k.startswith("TORCHX_TRACKER_") and k.endswith("_CONFIG")]:
+        for key in [
+            k for k in role.env if k.startswith("TORCHX_TRACKER_") and k.endswith("_CONFIG")
+        ]:
             del role.env[key]
         role.env.pop(ENV_TORCHX_TRACKERS, None)
         role.env.update(plan.env)

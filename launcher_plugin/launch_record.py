@@ -79,7 +79,9 @@ def git_state(cwd: str | None = None) -> dict[str, object]:
     return {"launch.git_commit": commit, "launch.git_dirty": bool(status)}
 
 
-def launch_metadata(run_id: str, dryrun_info: AppDryRunInfo[Any], parent: str | None) -> dict[str, object]:
+def launch_metadata(
+    run_id: str, dryrun_info: AppDryRunInfo[Any], parent: str | None
+) -> dict[str, object]:
     """The launch record for ``run_id`` submitted from ``dryrun_info``."""
     app = dryrun_info._app
     record: dict[str, object] = {
@@ -128,5 +130,9 @@ def write_launch_record(plan: TrackingPlan, run_id: str, dryrun_info: AppDryRunI
         except Exception as e:  # the job is submitted already: say so, don't fail the launch
             logger.error(
                 "launch record for %s not written to tracker %r (%r): %s: %s",
-                run_id, name, tracker, type(e).__name__, e,
+                run_id,
+                name,
+                tracker,
+                type(e).__name__,
+                e,
             )

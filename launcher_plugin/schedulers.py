@@ -65,8 +65,8 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
             write_launch_record(plan, handle, dryrun_info)
         return app_id
 
-    scheduler._submit_dryrun = tracked_submit_dryrun  # type: ignore[method-assign]
-    scheduler.schedule = tracked_schedule  # type: ignore[method-assign]
+    scheduler._submit_dryrun = tracked_submit_dryrun
+    scheduler.schedule = tracked_schedule
     return scheduler
 
 

@@ -237,8 +237,7 @@ def current_run() -> AppRun:
 
 
 def reset_current_run() -> None:
-    """Forget the cached run so the next ``run_from_env()`` reads the env again (tests, notebooks)."""
+    """Forget the cached run: the next ``run_from_env()`` reads the env again (tests, notebooks)."""
     global _current
     with _current_lock:
         _current = None
-

@@ -94,7 +94,7 @@ def parse_tracker_names(value: str) -> list[str]:
 def tracker_env(
     trackers: Mapping[str, str | None], job_id: str | None, parent_run_id: str | None
 ) -> dict[str, str]:
-    """The env entries that configure ``trackers`` for a job (the launcher's side of the contract)."""
+    """The env entries that configure ``trackers`` for a job (the launcher's side)."""
     env: dict[str, str] = {}
     if job_id is not None:
         env[ENV_TORCHX_JOB_ID] = job_id

@@ -17,10 +17,14 @@ from trackers.types import Direction, LineageEdge, LinkedRun, RunLineage
 
 def linked_sources(tracker: TrackerBase, run_id: str, artifact_name: str | None) -> list[LinkedRun]:
     """The direct sources of ``run_id`` as :class:`LinkedRun`, optionally for one artifact."""
-    return [LinkedRun(s.source_run_id, s.artifact_name) for s in tracker.sources(run_id, artifact_name)]
+    return [
+        LinkedRun(s.source_run_id, s.artifact_name) for s in tracker.sources(run_id, artifact_name)
+    ]
 
 
-def linked_children(tracker: TrackerBase, run_id: str, artifact_name: str | None) -> list[LinkedRun]:
+def linked_children(
+    tracker: TrackerBase, run_id: str, artifact_name: str | None
+) -> list[LinkedRun]:
     """The runs derived directly from ``run_id``, optionally through one artifact."""
     descendants = getattr(tracker, "descendants", None)
     if callable(descendants):

@@ -77,7 +77,7 @@ class CmdRun(TorchxCmdRun):
         if args.parent_run_id:
             os.environ[ENV_TORCHX_PARENT_RUN_ID] = args.parent_run_id
         component, component_args = _parse_component_name_and_args(
-            args.component_name_and_args, self._subparser  # type: ignore[arg-type]
+            args.component_name_and_args, self._subparser
         )
         with launch_context(component, component_args):
             super().run(args)

@@ -27,6 +27,7 @@ from trackers.errors import TrackerConfigError, TrackerError
 from trackers.lineage import walk_lineage
 from trackers.redact import redact
 from trackers.registry import create_tracker
+from trackers.types import Direction
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def list_artifacts(tracker: TrackerBase, args: argparse.Namespace) -> Output:
 def list_lineage(tracker: TrackerBase, args: argparse.Namespace) -> Output:
     """Ancestors and/or descendants of a run as an indented tree."""
     _require_run(tracker, args.RUN_ID)
-    direction = "sources" if args.sources_only else "descendants" if args.descendants_only else "both"
+    direction: Direction = (
+        "sources" if args.sources_only else "descendants" if args.descendants_only else "both"
+    )
     lineage = walk_lineage(
         tracker, args.RUN_ID, direction=direction, artifact_name=args.artifact, depth=args.depth
     )
@@ -175,4 +178,3 @@ class CmdTracker(SubCommand):
         # `torchx tracker` without a subcommand: argparse dispatches the leaves through `func`.
         print("usage: torchx tracker list {jobs,metadata,artifacts,lineage} ...", file=sys.stderr)
         sys.exit(1)
-

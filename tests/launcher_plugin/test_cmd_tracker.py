@@ -46,7 +46,9 @@ def test_list_jobs_table_and_json(store: Path, capsys: pytest.CaptureFixture[str
     code, out, _ = cli(["tracker", "list", "jobs", "--tracker", f"fsspec={store}"], capsys)
     assert code == 0 and out.splitlines()[0].strip() == "JOB ID"
     assert {line.strip() for line in out.splitlines()[2:]} == {PREP, TRAIN, EVAL}
-    _, out, _ = cli(["tracker", "list", "jobs", "--tracker", f"fsspec={store}", "--format", "json"], capsys)
+    _, out, _ = cli(
+        ["tracker", "list", "jobs", "--tracker", f"fsspec={store}", "--format", "json"], capsys
+    )
     assert sorted(json.loads(out)) == sorted([PREP, TRAIN, EVAL])
 
 
@@ -65,9 +67,20 @@ def test_list_metadata(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_list_artifacts_filtered(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["tracker", "list", "artifacts", TRAIN, "--tracker", f"fsspec={store}", "--format", "json"]
+    argv = [
+        "tracker",
+        "list",
+        "artifacts",
+        TRAIN,
+        "--tracker",
+        f"fsspec={store}",
+        "--format",
+        "json",
+    ]
     _, out, _ = cli([*argv, "--artifact", "model"], capsys)
-    assert json.loads(out) == [{"name": "model", "path": "/ckpt/model.pt", "metadata": {"epoch": 3}}]
+    assert json.loads(out) == [
+        {"name": "model", "path": "/ckpt/model.pt", "metadata": {"epoch": 3}}
+    ]
 
 
 def test_list_lineage_tree(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,7 +115,9 @@ def test_list_lineage_options(store: Path, capsys: pytest.CaptureFixture[str]) -
 def test_unknown_run_is_a_message_and_exit_1(
     store: Path, capsys: pytest.CaptureFixture[str], sub: str
 ) -> None:
-    code, out, err = cli(["tracker", "list", sub, "local_cwd://torchx/nope", "--tracker", f"fsspec={store}"], capsys)
+    code, out, err = cli(
+        ["tracker", "list", sub, "local_cwd://torchx/nope", "--tracker", f"fsspec={store}"], capsys
+    )
     assert code == 1 and out == ""
     assert "run 'local_cwd://torchx/nope' not found" in err
 

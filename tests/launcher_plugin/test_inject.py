@@ -19,7 +19,7 @@ from launcher_plugin.inject import (
 )
 from trackers.errors import TrackerConfigError, TrackerNotFoundError
 
-HOSTILE = 'x,y "q" \'s\' $HOME $$ ${app_id} \\ \n é 日本'
+HOSTILE = "x,y \"q\" 's' $HOME $$ ${app_id} \\ \n é 日本"
 
 
 def two_role_app(env: dict[str, str]) -> AppDef:
@@ -42,7 +42,9 @@ def two_role_app(env: dict[str, str]) -> AppDef:
         ("kubernetes_mcad", {"namespace": "ml"}, "kubernetes_mcad://torchx/ml:${app_id}"),
     ],
 )
-def test_job_id_equals_the_handle_torchx_prints(scheduler: str, cfg: dict[str, str], expected: str) -> None:
+def test_job_id_equals_the_handle_torchx_prints(
+    scheduler: str, cfg: dict[str, str], expected: str
+) -> None:
     assert job_id_template(scheduler, "torchx", cfg) == expected
 
 
@@ -82,9 +84,7 @@ def test_plan_names_the_env_var_of_a_bad_config() -> None:
 
 
 def test_escaped_values_survive_torchx_macro_substitution(tmp_path: Path) -> None:
-    app = two_role_app(
-        {"TORCHX_PARENT_RUN_ID": HOSTILE, "TORCHX_JOB_ID": "x"}
-    )
+    app = two_role_app({"TORCHX_PARENT_RUN_ID": HOSTILE, "TORCHX_JOB_ID": "x"})
     plan = plan_tracking(app, "local_cwd", "torchx", {})
     apply_plan(app, plan)
     escaped = escape_macros(app, plan)

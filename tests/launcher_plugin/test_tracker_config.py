@@ -48,7 +48,11 @@ def config_dir(tmp_path: Path) -> list[str]:
             {"fsspec": "/from/cli"},
         ),
         # a CLI name without config takes env, then .torchxconfig
-        ([TrackerSpec("fsspec")], {"TORCHX_TRACKER_FSSPEC_CONFIG": "/from/env"}, {"fsspec": "/from/env"}),
+        (
+            [TrackerSpec("fsspec")],
+            {"TORCHX_TRACKER_FSSPEC_CONFIG": "/from/env"},
+            {"fsspec": "/from/env"},
+        ),
         ([TrackerSpec("fsspec")], {}, {"fsspec": "/from/torchxconfig"}),
         ([TrackerSpec("newone")], {}, {"newone": None}),
     ],

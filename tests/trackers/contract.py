@@ -92,7 +92,9 @@ class TrackerContract:
 
     def test_source_without_artifact_name(self, tracker: LineageTracker) -> None:
         tracker.add_source(RUN, PARENT)
-        assert [(s.source_run_id, s.artifact_name) for s in tracker.sources(RUN)] == [(PARENT, None)]
+        assert [(s.source_run_id, s.artifact_name) for s in tracker.sources(RUN)] == [
+            (PARENT, None)
+        ]
 
     def test_add_source_twice_is_one_link(self, tracker: LineageTracker) -> None:
         tracker.add_metadata(PARENT, step="prepare")
@@ -127,7 +129,7 @@ class TrackerContract:
     def test_lineage_is_transitive_both_ways(self, tracker: LineageTracker) -> None:
         chain = [f"local_cwd://torchx/step-{i}" for i in range(5)]
         tracker.add_metadata(chain[0], step=0)
-        for prev, cur in zip(chain, chain[1:]):
+        for prev, cur in zip(chain, chain[1:], strict=False):
             tracker.add_metadata(cur, step=1)
             tracker.add_source(cur, prev, "data")
         lin = tracker.lineage(chain[2])
@@ -171,7 +173,7 @@ class TrackerContract:
     # --- hostile input ---
     @pytest.mark.parametrize(
         "run_id",
-        ["../../etc/passwd", "/abs/path", "a/../../b", "local://s/x,y \"q\" $HOME\\\n日本"],
+        ["../../etc/passwd", "/abs/path", "a/../../b", 'local://s/x,y "q" $HOME\\\n日本'],
     )
     def test_odd_run_ids_round_trip_and_stay_in_the_store(
         self, tracker: LineageTracker, run_id: str

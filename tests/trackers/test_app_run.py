@@ -80,7 +80,9 @@ def test_without_env_it_is_a_no_op_run() -> None:
     assert run.metadata() == {} and run.sources() == [] and run.children() == []
 
 
-def test_run_from_env_is_a_singleton_until_reset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_run_from_env_is_a_singleton_until_reset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from trackers import reset_current_run
 
     first = AppRun.run_from_env()
@@ -90,7 +92,9 @@ def test_run_from_env_is_a_singleton_until_reset(monkeypatch: pytest.MonkeyPatch
     assert AppRun.run_from_env().job_id() == RUN
 
 
-def test_parent_from_env_is_recorded_as_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_parent_from_env_is_recorded_as_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     store = create_tracker(str(tmp_path))
     store.add_metadata(PARENT, step="prepare")
     set_env(monkeypatch, tmp_path, TORCHX_PARENT_RUN_ID=PARENT)

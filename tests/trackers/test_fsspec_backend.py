@@ -81,7 +81,9 @@ def test_non_json_metadata_is_stored_as_repr(tmp_path: Path) -> None:
 # --- config forms ---
 
 
-def test_config_empty_means_torchx_runs_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_empty_means_torchx_runs_in_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert create_tracker(None).root == str(tmp_path / "torchx-runs")
     assert create_tracker("").root == str(tmp_path / "torchx-runs")
@@ -109,7 +111,7 @@ def test_config_torchx_properties_file_and_data_url(tmp_path: Path) -> None:
 
 
 def test_data_url_round_trips_odd_characters_in_root(tmp_path: Path) -> None:
-    root = tmp_path / "we,ird $HOME \"q\" 日本"
+    root = tmp_path / 'we,ird $HOME "q" 日本'
     url = FsspecConfig(str(root)).to_properties_data_url()
     assert url is not None
     with fsspec.open(url, "rt", encoding="utf-8") as f:

@@ -76,8 +76,8 @@ def test_torchx_run_from_env_writes_into_our_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     """`fsspec` is TorchX's own factory (fed a data: URL), `lineage_fsspec` is ours."""
-    config = FsspecConfig(str(tmp_path)).to_properties_data_url() if name == "fsspec" else str(
-        tmp_path
+    config = (
+        FsspecConfig(str(tmp_path)).to_properties_data_url() if name == "fsspec" else str(tmp_path)
     )
     assert config is not None
     tmp_path.mkdir(exist_ok=True)

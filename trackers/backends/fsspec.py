@@ -284,7 +284,7 @@ class FsspecTracker(LineageTracker):
         names = sorted(self._list(directory), key=record_sort_key)
         paths = [posixpath.join(directory, n) for n in names if not n.startswith(".")]
         records = []
-        for path, data in zip(paths, self._cat(paths)):
+        for path, data in zip(paths, self._cat(paths), strict=True):
             if data is None:
                 continue
             try:
