@@ -1,0 +1,133 @@
+"""The launch record written at submit time, through the tracked scheduler's hooks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from torchx.specs import AppDef, AppDryRunInfo, Role
+
+from launcher_plugin.inject import TrackingPlan
+from launcher_plugin.launch_record import git_state, launch_context, write_launch_record
+from launcher_plugin.schedulers import install_tracking_hooks
+from trackers.backends.fsspec import create_tracker
+
+RUN = "local_cwd://torchx/train-1"
+PARENT = "local_cwd://torchx/prepare-1"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_git_state_names_commit_and_dirty_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert git_state() == {}
+    git(tmp_path, "init", "-q")
+    git(
+        tmp_path,
+        "-c",
+        "user.email=a@b",
+        "-c",
+        "user.name=a",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x",
+    )
+    (tmp_path / "f.txt").write_text("1")
+    git(tmp_path, "add", "f.txt")
+    state = git_state()
+    assert len(str(state["launch.git_commit"])) == 40 and state["launch.git_dirty"] is True
+
+
+def dryrun_info(cfg: dict[str, object]) -> AppDryRunInfo[str]:
+    info: AppDryRunInfo[str] = AppDryRunInfo("request", str)
+    info._app = AppDef(
+        name="train",
+        roles=[
+            Role(name="trainer", image="img:1", entrypoint="python", args=["t.py"], num_replicas=2)
+        ],
+    )
+    info._cfg = cfg
+    info._scheduler = "local_cwd"
+    return info
+
+
+def test_record_says_what_was_launched_and_links_the_parent(tmp_path: Path) -> None:
+    store = create_tracker(str(tmp_path))
+    store.add_metadata(PARENT, step="prepare")
+    plan = TrackingPlan(job_id="local_cwd://torchx/${app_id}", parent_run_id=PARENT)
+    plan.trackers["fsspec"] = store
+    with launch_context("lineage.python", ["--script", "train.py"]):
+        write_launch_record(plan, RUN, dryrun_info({"log_dir": "/tmp/x", "token": "x://u:pw@h"}))
+    md = store.metadata(RUN)
+    assert md["launch.run_id"] == RUN
+    assert md["launch.scheduler"] == "local_cwd"
+    assert md["launch.component"] == "lineage.python"
+    assert md["launch.component_args"] == ["--script", "train.py"]
+    assert md["launch.image"] == "img:1"
+    assert md["launch.roles"] == [
+        {
+            "name": "trainer",
+            "image": "img:1",
+            "entrypoint": "python",
+            "args": ["t.py"],
+            "num_replicas": 2,
+            "max_retries": 0,
+        }
+    ]
+    assert md["launch.parent_run_id"] == PARENT
+    assert {"launch.user", "launch.host", "launch.time", "launch.cwd"} <= set(md)
+    assert "pw" not in str(md["launch.scheduler_cfg"])
+    assert [s.source_run_id for s in store.sources(RUN)] == [PARENT]
+    assert store.run_ids(parent_run_id=PARENT) == [RUN]
+
+
+def test_a_failing_tracker_does_not_fail_the_launch(caplog: pytest.LogCaptureFixture) -> None:
+    class Unwritable:
+        def add_metadata(self, run_id: str, **kwargs: object) -> None:
+            raise PermissionError("read-only store")
+
+    plan = TrackingPlan(job_id="x", parent_run_id=None)
+    plan.trackers["broken"] = Unwritable()  # type: ignore[assignment]
+    write_launch_record(plan, RUN, dryrun_info({}))
+    assert "launch record for local_cwd://torchx/train-1 not written" in caplog.text
+    assert "read-only store" in caplog.text
+
+
+class FakeScheduler:
+    """Stands in for a TorchX scheduler: records what reached it."""
+
+    session_name = "torchx"
+    backend = "local"
+
+    def __init__(self) -> None:
+        self.seen_env: dict[str, str] = {}
+
+    def _submit_dryrun(self, app: AppDef, cfg: object) -> AppDryRunInfo[str]:
+        self.seen_env = dict(app.roles[0].env)
+        info: AppDryRunInfo[str] = AppDryRunInfo("req", str)
+        info._app = app
+        return info
+
+    def schedule(self, dryrun_info: AppDryRunInfo[str]) -> str:
+        return "train-1"
+
+
+def test_hooks_create_the_root_and_record_under_the_registered_name(tmp_path: Path) -> None:
+    root = tmp_path / "new-store"
+    sched = install_tracking_hooks(FakeScheduler(), "local_cwd")  # type: ignore[arg-type]
+    app = AppDef(name="train", roles=[Role(name="t", image="i", entrypoint="python")])
+    app.roles[0].env.update(
+        {"TORCHX_TRACKERS": "lineage_fsspec", "TORCHX_TRACKER_LINEAGE_FSSPEC_CONFIG": str(root)}
+    )
+    info = sched._submit_dryrun(app, {})
+    assert not root.exists()  # a dryrun writes nothing
+    assert sched.schedule(info) == "train-1"
+    assert root.is_dir()
+    assert create_tracker(str(root)).metadata(RUN)["launch.run_id"] == RUN
