@@ -4,6 +4,8 @@ The trackers themselves come from ``torchx run --tracker`` (or ``.torchxconfig``
 components add what belongs to the job: the parent run it derives from and strict mode.
 """
 
+from typing import Dict, List, Optional
+
 import torchx
 from torchx import specs
 from torchx.components import dist as torchx_dist
@@ -12,7 +14,9 @@ from torchx.components import utils as torchx_utils
 from trackers.env import ENV_TORCHX_PARENT_RUN_ID, ENV_TORCHX_TRACKER_STRICT
 
 
-def _with_tracking(app: specs.AppDef, parent_run_id: str | None, strict: bool) -> specs.AppDef:
+def _with_tracking(
+    app: specs.AppDef, parent_run_id: Optional[str], strict: bool
+) -> specs.AppDef:
     for role in app.roles:
         if parent_run_id:
             role.env[ENV_TORCHX_PARENT_RUN_ID] = parent_run_id
@@ -23,18 +27,18 @@ def _with_tracking(app: specs.AppDef, parent_run_id: str | None, strict: bool) -
 
 def python(
     *args: str,
-    m: str | None = None,
-    c: str | None = None,
-    script: str | None = None,
+    m: Optional[str] = None,
+    c: Optional[str] = None,
+    script: Optional[str] = None,
     image: str = torchx.IMAGE,
     name: str = "torchx_utils_python",
     cpu: int = 1,
     gpu: int = 0,
     memMB: int = 1024,
-    h: str | None = None,
+    h: Optional[str] = None,
     num_replicas: int = 1,
-    env: dict[str, str] | None = None,
-    parent_run_id: str | None = None,
+    env: Optional[Dict[str, str]] = None,
+    parent_run_id: Optional[str] = None,
     strict: bool = False,
 ) -> specs.AppDef:
     """Runs a Python module, script or command as one tracked job.
@@ -75,21 +79,21 @@ def python(
 
 def ddp(
     *script_args: str,
-    script: str | None = None,
-    m: str | None = None,
+    script: Optional[str] = None,
+    m: Optional[str] = None,
     image: str = torchx.IMAGE,
     name: str = "/",
-    h: str | None = None,
+    h: Optional[str] = None,
     cpu: int = 2,
     gpu: int = 0,
     memMB: int = 1024,
     j: str = "1x2",
-    env: dict[str, str] | None = None,
+    env: Optional[Dict[str, str]] = None,
     max_retries: int = 0,
     rdzv_port: int = 29500,
-    mounts: list[str] | None = None,
+    mounts: Optional[List[str]] = None,
     debug: bool = False,
-    parent_run_id: str | None = None,
+    parent_run_id: Optional[str] = None,
     strict: bool = False,
 ) -> specs.AppDef:
     """Runs a torchrun-launched distributed job (TorchX's ``dist.ddp``) with tracking.
