@@ -113,3 +113,18 @@ def test_torchx_cli_lists_our_store(
         args = parser.parse_args(argv)
         args.func(args)
         assert expected in capsys.readouterr().out
+
+
+def test_links_added_by_torchx_are_found_from_the_parent(tmp_path: Path) -> None:
+    """TorchX writes the parent's descendants/ link only if that dir exists: ours creates it."""
+    ours = create_tracker(str(tmp_path))
+    ours.add_metadata(PARENT, step="prepare")  # e.g. the launch record
+    theirs = torchx_tracker(tmp_path)
+    theirs.add_source(RUN, PARENT, "dataset")
+    theirs.add_source(RUN, PARENT, "tokenizer")
+    assert sorted((d.run_id, d.artifact_name or "") for d in ours.descendants(PARENT)) == [
+        (RUN, "dataset"),
+        (RUN, "tokenizer"),
+    ]
+    assert ours.run_ids(parent_run_id=PARENT) == [RUN]
+    assert ours.lineage(PARENT, artifact_name="dataset").descendants == {RUN: 1}

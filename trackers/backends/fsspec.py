@@ -5,6 +5,7 @@ Layout (the same as TorchX 0.7.0's ``FsspecTracker``, so each reads the other's 
     <root>/<base32(run_id)>/metadata/<record>      {"metadata": {...}}
     <root>/<base32(run_id)>/artifacts/<record>     {"name": ..., "path": ..., "metadata": ...}
     <root>/<base32(run_id)>/sources/<base32(src)>  artifact names, one a line (TorchX's format)
+    <root>/<base32(run_id)>/descendants/<b32(c)>   artifact names, one a line (TorchX's format)
     <root>/<base32(run_id)>/links/<record>         {"kind": "source"|"descendant", ...}  (ours)
 
 What differs from TorchX's class, and why:
@@ -16,6 +17,9 @@ What differs from TorchX's class, and why:
 * ``add_source`` writes an immutable link record on both sides (child: ``source``, parent:
   ``descendant``) so children and lineage can be found; TorchX's ``sources/`` file is kept up
   to date too, so TorchX's ``AppRun.sources()`` and ``run_ids(parent_run_id=...)`` see the link.
+* Every run directory we create gets an empty ``descendants/``: TorchX's ``add_source`` writes the
+  reverse link into a parent only when that directory already exists (and nothing in TorchX
+  creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
 * The run id only ever appears base32-encoded in a path, and record names are generated, so no
   input can make a write land outside the store's root.
 """
@@ -50,6 +54,7 @@ DEFAULT_ROOT = "torchx-runs"
 _METADATA = "metadata"
 _ARTIFACTS = "artifacts"
 _SOURCES = "sources"
+_DESCENDANTS = "descendants"
 _LINKS = "links"
 _TMP = ".tmp"
 
@@ -266,7 +271,11 @@ class FsspecTracker(LineageTracker):
             self._mkdirs(posixpath.dirname(path))
             self.fs.pipe_file(path, data)
 
+    def _ensure_run_dir(self, run_id: str) -> None:
+        self._mkdirs(posixpath.join(self._run_dir(run_id), _DESCENDANTS))
+
     def _write_record(self, run_id: str, category: str, payload: Mapping[str, object]) -> None:
+        self._ensure_run_dir(run_id)
         path = posixpath.join(self._run_dir(run_id), category, record_name())
         data = json.dumps(payload, default=_json_fallback, allow_nan=True).encode("utf-8")
         self._write_atomic(run_id, path, data)
@@ -386,18 +395,8 @@ class FsspecTracker(LineageTracker):
         return links
 
     def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
-        found = list(self._links(run_id, "source"))
-        # Links in TorchX's own format (written by TorchX's FsspecTracker, or by us).
-        directory = posixpath.join(self._run_dir(run_id), _SOURCES)
-        for name in self._list(directory):
-            source_id = decode_run_id(name)
-            if source_id is None:
-                continue
-            lines = self._read_lines(posixpath.join(directory, name))
-            if lines:
-                found.extend(LinkedRun(source_id, n) for n in lines)
-            else:
-                found.append(LinkedRun(source_id, None))
+        # Our link records, and TorchX's files (written by TorchX's FsspecTracker, or by us).
+        found = self._links(run_id, "source") + self._torchx_links(run_id, _SOURCES)
         return [
             TrackerSource(link.run_id, link.artifact_name)
             for link in _dedupe(found)
@@ -405,11 +404,27 @@ class FsspecTracker(LineageTracker):
         ]
 
     def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+        found = self._links(run_id, "descendant") + self._torchx_links(run_id, _DESCENDANTS)
         return [
             link
-            for link in _dedupe(self._links(run_id, "descendant"))
+            for link in _dedupe(found)
             if artifact_name is None or link.artifact_name == artifact_name
         ]
+
+    def _torchx_links(self, run_id: str, category: str) -> list[LinkedRun]:
+        """Links in TorchX's own format: one file per linked run, artifact names as lines."""
+        directory = posixpath.join(self._run_dir(run_id), category)
+        found: list[LinkedRun] = []
+        for name in self._list(directory):
+            other = decode_run_id(name)
+            if other is None:
+                continue
+            lines = self._read_lines(posixpath.join(directory, name))
+            if lines:
+                found.extend(LinkedRun(other, n) for n in lines)
+            else:
+                found.append(LinkedRun(other, None))
+        return found
 
     def has_run(self, run_id: str) -> bool:
         return bool(self.fs.isdir(self._run_dir(run_id)))
