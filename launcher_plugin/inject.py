@@ -115,13 +115,18 @@ def apply_plan(app: AppDef, plan: TrackingPlan) -> None:
         role.env.update(plan.env)
 
 
-def escape_macros(app: AppDef, plan: TrackingPlan) -> AppDef:
-    """A copy of ``app`` whose tracking values survive TorchX's macro substitution unchanged."""
+def escape_macros(app: AppDef, plan: TrackingPlan, scheduler: str | None = None) -> AppDef:
+    """A copy of ``app`` whose tracking values survive TorchX's macro substitution unchanged.
+
+    On Kubernetes the kubelet then expands ``$(VAR)`` and turns ``$$`` into ``$`` in env values,
+    so ``$`` is doubled once more there.
+    """
+    dollar = "$$$$" if scheduler in NAMESPACED_SCHEDULERS else "$$"
     escaped = copy.deepcopy(app)
     for role in escaped.roles:
         for key in plan.env:
             if key != ENV_TORCHX_JOB_ID and key in role.env:
-                role.env[key] = role.env[key].replace("$", "$$")
+                role.env[key] = role.env[key].replace("$", dollar)
     return escaped
 
 
@@ -129,21 +134,44 @@ def escape_macros(app: AppDef, plan: TrackingPlan) -> AppDef:
 _SRUN_EXPORT_SAFE = re.compile(r"[A-Za-z0-9_./:@%+=${}\-]*")
 
 
-def slurm_carry_env(request: object) -> None:
+# Sets NAME to the concatenation of N args, for each `NAME N part...` group before `--`.
+_SH_SET_ENV = (
+    'while [ "$1" != -- ]; do n=$1; c=$2; shift 2; v=; '
+    'while [ "$c" -gt 0 ]; do v=$v$1; shift; c=$((c-1)); done; export "$n=$v"; done; '
+    'shift; exec "$@"'
+)
+
+
+def slurm_carry_env(request: object, literal_keys: frozenset[str] = frozenset()) -> None:
     """Move env values that ``srun --export`` would corrupt into an ``env -- K=V`` prefix.
 
     ``request`` is TorchX's ``SlurmBatchRequest``; each replica's ``env``, ``entrypoint`` and
     ``args`` are rewritten in place, before the sbatch script is rendered.
+    TorchX replaces every ``${app_id}`` in every srun argument with ``"$SLURM_JOB_ID"``; values
+    of ``literal_keys`` that contain it are passed in pieces split inside the macro and joined
+    by ``sh`` in the job.
     """
     for replica in getattr(request, "replicas", {}).values():
-        unsafe = {k: v for k, v in replica.env.items() if not _SRUN_EXPORT_SAFE.fullmatch(v)}
-        if not unsafe:
+        split = {k: v for k, v in replica.env.items() if k in literal_keys and macros.app_id in v}
+        unsafe = {
+            k: v
+            for k, v in replica.env.items()
+            if k not in split and not _SRUN_EXPORT_SAFE.fullmatch(v)
+        }
+        if not unsafe and not split:
             continue
-        for key in unsafe:
+        for key in [*unsafe, *split]:
             del replica.env[key]
         command = [replica.entrypoint, *replica.args]
-        replica.entrypoint = "env"
-        replica.args = ["--", *(f"{k}={v}" for k, v in unsafe.items()), *command]
+        if split:
+            pieces: list[str] = []
+            for key, value in split.items():
+                parts = value.replace(macros.app_id, "$\0{app_id}").split("\0")
+                pieces += [key, str(len(parts)), *parts]
+            command = ["sh", "-c", _SH_SET_ENV, "sh", *pieces, "--", *command]
+        if unsafe:
+            command = ["env", "--", *(f"{k}={v}" for k, v in unsafe.items()), *command]
+        replica.entrypoint, replica.args = command[0], command[1:]
 
 
 __all__ = [

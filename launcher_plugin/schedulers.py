@@ -24,6 +24,7 @@ from torchx.specs.builders import make_app_handle
 
 from launcher_plugin import inject
 from launcher_plugin.launch_record import write_launch_record
+from trackers.env import ENV_TORCHX_JOB_ID
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
     def tracked_submit_dryrun(app: AppDef, cfg: Any) -> AppDryRunInfo[Any]:
         plan = inject.plan_tracking(app, name, scheduler.session_name, cfg)
         inject.apply_plan(app, plan)
-        info: AppDryRunInfo[Any] = submit_dryrun(inject.escape_macros(app, plan), cfg)
+        info: AppDryRunInfo[Any] = submit_dryrun(inject.escape_macros(app, plan, name), cfg)
         if name == "slurm":
-            inject.slurm_carry_env(info.request)
+            literal = frozenset(plan.env) - {ENV_TORCHX_JOB_ID}
+            inject.slurm_carry_env(info.request, literal)
         setattr(info, _PLAN_ATTR, plan)
         return info
 

@@ -227,8 +227,9 @@ class FsspecTracker(LineageTracker):
             if inline is not None:
                 return inline
             logger.warning(
-                "%r: TorchX's own fsspec factory cannot read these storage options; jobs that "
-                "use torchx.tracker's AppRun will not record (ours will)",
+                "%r: TorchX's properties format cannot hold this config (a storage option that "
+                "is not a string, or a line break or edge whitespace in a value); jobs that use "
+                "torchx.tracker's AppRun will not record into it (trackers.AppRun will)",
                 self,
             )
         if config.storage_options:
@@ -432,18 +433,27 @@ class FsspecTracker(LineageTracker):
     def _run_ids(self, parent_run_id: str | None) -> list[str]:
         if parent_run_id is not None:
             return sorted({link.run_id for link in self.descendants(parent_run_id)})
+        ids = (decode_run_id(name) for name in self._list_dirs(self.root))
+        return sorted(i for i in ids if i is not None)
+
+    def _list_dirs(self, path: str) -> list[str]:
+        """Names of the directories in ``path`` (empty if it does not exist)."""
+        if self._local:
+            # The directory entry's own type: no stat() per run, unlike fs.ls(detail=True).
+            try:
+                with os.scandir(path) as entries:
+                    return [e.name for e in entries if e.is_dir()]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
         try:
-            entries = self.fs.ls(self.root, detail=True)
+            entries = self.fs.ls(path, detail=True)
         except FileNotFoundError:
             return []
-        ids = []
-        for entry in entries:
-            if entry.get("type") != "directory":
-                continue
-            run_id = decode_run_id(posixpath.basename(str(entry["name"]).rstrip("/")))
-            if run_id is not None:
-                ids.append(run_id)
-        return sorted(ids)
+        return [
+            posixpath.basename(str(e["name"]).rstrip("/"))
+            for e in entries
+            if e.get("type") == "directory"
+        ]
 
 
 def _dedupe(links: Iterable[LinkedRun]) -> list[LinkedRun]:
