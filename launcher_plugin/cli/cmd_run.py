@@ -25,9 +25,21 @@ from trackers.env import (
     tracker_config_env_var_name,
 )
 from trackers.errors import TrackerConfigError
+from trackers.redact import redact
 from trackers.registry import create_tracker
 
 logger: logging.Logger = logging.getLogger(__name__)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks credentials in log lines (TorchX's runner logs tracker configs at INFO level)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
 
 
 def _tracker_flag(value: str) -> TrackerSpec:
@@ -60,6 +72,7 @@ class CmdRun(TorchxCmdRun):
         )
 
     def run(self, args: argparse.Namespace) -> None:
+        logging.getLogger("torchx.runner.api").addFilter(RedactingFilter())
         try:
             trackers = resolve_trackers(args.trackers, os.environ)
             for name, config in trackers.items():

@@ -131,3 +131,18 @@ def test_hooks_create_the_root_and_record_under_the_registered_name(tmp_path: Pa
     assert sched.schedule(info) == "train-1"
     assert root.is_dir()
     assert create_tracker(str(root)).metadata(RUN)["launch.run_id"] == RUN
+
+
+def test_torchx_runner_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from launcher_plugin.cli.cmd_run import RedactingFilter
+
+    logger = logging.getLogger("test.redact")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO, logger="test.redact"):
+        logger.info(
+            "Using %s=%s for tracker", "TORCHX_TRACKER_X_CONFIG", "http://u:s3cret@h/?token=abc"
+        )
+    assert "s3cret" not in caplog.text and "abc" not in caplog.text
+    assert "http://u:***@h/?token=***" in caplog.text
