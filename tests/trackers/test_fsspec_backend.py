@@ -52,9 +52,26 @@ def test_records_are_written_whole_via_rename(tmp_path: Path) -> None:
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert list((run_dir / ".tmp").iterdir()) == []  # the temporary file was renamed away
     (record,) = list((run_dir / "metadata").iterdir())
-    assert json.loads(record.read_text()) == {"metadata": {"x": 1}}
+    content = json.loads(record.read_text())
+    assert content["metadata"] == {"x": 1}
+    assert content["origin"]["pid"] == os.getpid()
     name_time, name_uuid = record.name.split("-")
     assert len(name_time) == 20 and name_time.isdigit() and len(name_uuid) == 32
+
+
+def test_records_say_which_rank_and_restart_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trackers.origin
+
+    monkeypatch.setattr(trackers.origin, "_cache", None)
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    create_tracker(str(tmp_path)).add_metadata(RUN, x=1)
+    monkeypatch.setattr(trackers.origin, "_cache", None)
+    (record,) = list(tmp_path.glob("*/metadata/*"))
+    origin = json.loads(record.read_text())["origin"]
+    assert (origin["rank"], origin["restart"]) == (3, 1)
 
 
 def test_a_broken_record_is_skipped_not_fatal(tmp_path: Path) -> None:

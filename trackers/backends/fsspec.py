@@ -20,6 +20,8 @@ What differs from TorchX's class, and why:
 * Every run directory we create gets an empty ``descendants/``: TorchX's ``add_source`` writes the
   reverse link into a parent only when that directory already exists (and nothing in TorchX
   creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
+* Each record carries ``origin`` (host, pid, rank, restart count): replicas share a run id, and
+  their records stay distinguishable. TorchX's reader ignores the extra key.
 * The run id only ever appears base32-encoded in a path, and record names are generated, so no
   input can make a write land outside the store's root.
 """
@@ -44,6 +46,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 from trackers._ids import decode_run_id, encode_run_id, record_name, record_sort_key
 from trackers.api import LineageTracker
 from trackers.errors import TrackerConfigError
+from trackers.origin import record_origin
 from trackers.types import LinkedRun
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -278,7 +281,8 @@ class FsspecTracker(LineageTracker):
     def _write_record(self, run_id: str, category: str, payload: Mapping[str, object]) -> None:
         self._ensure_run_dir(run_id)
         path = posixpath.join(self._run_dir(run_id), category, record_name())
-        data = json.dumps(payload, default=_json_fallback, allow_nan=True).encode("utf-8")
+        record = {**payload, "origin": record_origin()}
+        data = json.dumps(record, default=_json_fallback, allow_nan=True).encode("utf-8")
         self._write_atomic(run_id, path, data)
 
     # --- reading ---
