@@ -9,12 +9,12 @@ rest (``lineage``, ``run_ids`` argument checks).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
 from trackers.lineage import walk_lineage
-from trackers.types import Direction, LinkedRun, RunLineage
+from trackers.types import Direction, LinkedRun, MetricPoint, RunLineage
 
 __all__ = ["LineageTracker"]
 
@@ -61,6 +61,22 @@ class LineageTracker(TrackerBase):
     @abstractmethod
     def _run_ids(self, parent_run_id: str | None) -> list[str]:
         """Every run id in the store, or only the children of ``parent_run_id``."""
+
+    @abstractmethod
+    def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        """Store a batch of metric points; they are durable when this returns."""
+
+    @abstractmethod
+    def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
+        """The run's metric points in the order they were stored, optionally one metric."""
+
+    @abstractmethod
+    def add_summary(self, run_id: str, **values: object) -> None:
+        """Record summary values (final or best results); a key written again later wins."""
+
+    @abstractmethod
+    def summary(self, run_id: str) -> Mapping[str, object]:
+        """The run's summary values, merged in write order."""
 
     # --- derived ---
     def run_ids(self, **kwargs: str) -> list[str]:

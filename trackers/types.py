@@ -11,6 +11,7 @@ __all__ = [
     "Direction",
     "LineageEdge",
     "LinkedRun",
+    "MetricPoint",
     "RunLineage",
     "TrackerArtifact",
     "TrackerSource",
@@ -26,6 +27,25 @@ class LinkedRun:
 
     run_id: str
     artifact_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One value of a time series.
+
+    Attributes:
+        name: the metric (``loss``, ``eval/acc``).
+        value: the value (a float; NaN and inf are kept as such).
+        step: the training step, if the caller gave one.
+        timestamp: seconds since the epoch when it was logged.
+        rank: the global rank that logged it, when logging from every rank.
+    """
+
+    name: str
+    value: float
+    step: int | None = None
+    timestamp: float = 0.0
+    rank: int | None = None
 
 
 @dataclass(frozen=True)

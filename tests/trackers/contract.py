@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from trackers.api import LineageTracker
+from trackers.types import MetricPoint
 
 RUN = "local_cwd://torchx/train-1"
 PARENT = "local_cwd://torchx/prepare-1"
@@ -169,6 +170,55 @@ class TrackerContract:
         tracker.add_source(bottom, right)
         assert tracker.lineage(bottom).ancestors == {left: 1, right: 1, top: 2}
         assert tracker.lineage(top).descendants == {left: 1, right: 1, bottom: 2}
+
+    # --- metrics and summaries ---
+    def test_metric_batches_round_trip_in_order(self, tracker: LineageTracker) -> None:
+        first = [MetricPoint("loss", 1.0 / (i + 1), i, 1000.0 + i) for i in range(50)]
+        second = [MetricPoint("acc", 0.5, 49, 1049.5), MetricPoint("loss", 0.01, 50, 1050.0)]
+        tracker.add_metrics(RUN, first)
+        tracker.add_metrics(RUN, second)
+        assert tracker.metrics(RUN) == first + second
+        assert [p.step for p in tracker.metrics(RUN, "loss")] == list(range(51))
+        assert tracker.metrics(RUN, "acc") == [second[0]]
+
+    def test_metric_special_values_and_ranks_survive(self, tracker: LineageTracker) -> None:
+        points = [
+            MetricPoint("x", float("inf"), None, 1.0, rank=3),
+            MetricPoint("x", float("-inf"), 2, 2.0, rank=0),
+            MetricPoint("x", float("nan"), 3, 3.0),
+        ]
+        tracker.add_metrics(RUN, points)
+        got = tracker.metrics(RUN, "x")
+        assert got[:2] == points[:2]
+        assert got[2].value != got[2].value and got[2].step == 3
+
+    def test_metrics_of_unknown_run_are_empty(self, tracker: LineageTracker) -> None:
+        tracker.add_metrics(RUN, [])
+        assert tracker.metrics("local_cwd://torchx/nope") == []
+
+    def test_summary_last_write_wins(self, tracker: LineageTracker) -> None:
+        tracker.add_summary(RUN, best_acc=0.8, epochs=1)
+        tracker.add_summary(RUN, best_acc=0.9)
+        assert tracker.summary(RUN) == {"best_acc": 0.9, "epochs": 1}
+
+    def test_concurrent_metric_writers_lose_no_point(
+        self, make_tracker: Callable[[], LineageTracker]
+    ) -> None:
+        def write(worker: int) -> None:
+            t = make_tracker()
+            for batch in range(10):
+                t.add_metrics(
+                    RUN, [MetricPoint(f"w{worker}", float(i), batch * 20 + i) for i in range(20)]
+                )
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        got = make_tracker().metrics(RUN)
+        assert len(got) == 6 * 10 * 20
+        assert sorted(p.step or 0 for p in got if p.name == "w0") == list(range(200))
 
     # --- hostile input ---
     @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 from trackers import AppRun, TrackerConfigError
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import create_tracker
-from trackers.types import LinkedRun
+from trackers.types import LinkedRun, MetricPoint
 
 RUN = "local_cwd://torchx/train-1"
 PARENT = "local_cwd://torchx/prepare-1"
@@ -62,6 +62,20 @@ class BrokenTracker(LineageTracker):
     def _run_ids(self, parent_run_id: str | None) -> list[str]:
         self._fail()
         return []
+
+    def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        self._fail()
+
+    def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
+        self._fail()
+        return []
+
+    def add_summary(self, run_id: str, **values: object) -> None:
+        self._fail()
+
+    def summary(self, run_id: str) -> Mapping[str, object]:
+        self._fail()
+        return {}
 
 
 def set_env(monkeypatch: pytest.MonkeyPatch, root: Path, **extra: str) -> None:

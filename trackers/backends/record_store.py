@@ -1,0 +1,286 @@
+"""Runs as immutable JSON records under a root: the logic shared by the fsspec and S3 backends.
+
+A subclass supplies six storage primitives (put a new object whole, read several, list names,
+list sub-directories, tell whether a run exists, make a directory where the store has them);
+everything else - the layout, merging, links, lineage, metrics - lives here once.
+
+Layout (TorchX 0.7.0's ``FsspecTracker`` layout, plus ``links/``, ``metrics/``, ``summary/``)::
+
+    <root>/<base32(run_id)>/metadata/<record>        {"metadata": {...}}
+    <root>/<base32(run_id)>/artifacts/<record>       {"name": ..., "path": ..., "metadata": ...}
+    <root>/<base32(run_id)>/sources/<base32(src)>    artifact names, one a line (TorchX's format)
+    <root>/<base32(run_id)>/descendants/<b32(c)>     artifact names, one a line (TorchX's format)
+    <root>/<base32(run_id)>/links/<record>           {"kind": "source"|"descendant", ...}
+    <root>/<base32(run_id)>/metrics/<record>         {"points": {"name": [...], "value": [...],
+                                                      "step": [...], "time": [...]}}
+    <root>/<base32(run_id)>/summary/<record>         {"summary": {...}}
+
+Every record also carries ``origin`` (host, pid, rank, restart count; see ``trackers.origin``).
+
+Why it is shaped this way:
+
+* Records are named ``<time_ns:020d>-<uuid4>`` (unique across replicas and hosts) and read back
+  sorted by that name, so the last write wins (TorchX merges in directory-listing order). No
+  record is ever rewritten: object stores have no append and no safe read-modify-write.
+* ``add_source`` writes an immutable link record on both sides (child: ``source``, parent:
+  ``descendant``) so children and lineage are found without scanning the store; TorchX's
+  ``sources/`` file is kept too, so TorchX's ``AppRun.sources()`` and
+  ``run_ids(parent_run_id=...)`` see the link.
+* Every run directory we create gets an empty ``descendants/``: TorchX's ``add_source`` writes
+  the reverse link into a parent only when that directory already exists (nothing in TorchX
+  creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
+* The run id only ever appears base32-encoded in a key, and record names are generated, so no
+  input can make a write land outside the store's root.
+* Metrics are stored a batch per record, column-wise (one record per flush, not per point).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from torchx.tracker.api import TrackerArtifact, TrackerSource
+
+from trackers._ids import decode_run_id, encode_run_id, record_name, record_sort_key
+from trackers.api import LineageTracker
+from trackers.origin import record_origin
+from trackers.types import LinkedRun, MetricPoint
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+METADATA = "metadata"
+ARTIFACTS = "artifacts"
+SOURCES = "sources"
+DESCENDANTS = "descendants"
+LINKS = "links"
+METRICS = "metrics"
+SUMMARY = "summary"
+
+
+class RecordStoreTracker(LineageTracker):
+    """A :class:`LineageTracker` over a store of immutable objects under ``self.root``."""
+
+    root: str
+
+    # --- storage primitives (keys are "/"-joined paths under the root) ---
+    @abstractmethod
+    def _put(self, run_id: str, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` so that a reader sees all of it or nothing."""
+
+    @abstractmethod
+    def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The contents of ``keys`` in order, ``None`` for a key that does not exist."""
+
+    @abstractmethod
+    def _list_names(self, prefix: str) -> list[str]:
+        """Names (last key segment) of the objects directly under ``prefix``; [] if none."""
+
+    @abstractmethod
+    def _list_dirs(self, prefix: str) -> list[str]:
+        """Names of the sub-directories (common prefixes) directly under ``prefix``."""
+
+    @abstractmethod
+    def _is_dir(self, prefix: str) -> bool:
+        """Whether anything exists under ``prefix``."""
+
+    def _mkdir(self, prefix: str) -> None:
+        """Make an empty directory where the store has directories (default: nothing)."""
+
+    # --- layout ---
+    def _run_dir(self, run_id: str) -> str:
+        return posixpath.join(self.root, encode_run_id(run_id))
+
+    def _write_record(self, run_id: str, category: str, payload: Mapping[str, object]) -> None:
+        self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
+        key = posixpath.join(self._run_dir(run_id), category, record_name())
+        record = {**payload, "origin": record_origin()}
+        data = json.dumps(record, default=_json_fallback, allow_nan=True).encode("utf-8")
+        self._put(run_id, key, data)
+
+    def _read_records(self, run_id: str, category: str) -> list[dict[str, Any]]:
+        directory = posixpath.join(self._run_dir(run_id), category)
+        names = sorted(self._list_names(directory), key=record_sort_key)
+        keys = [posixpath.join(directory, n) for n in names if not n.startswith(".")]
+        records = []
+        for key, data in zip(keys, self._get_many(keys), strict=True):
+            if data is None:
+                continue
+            try:
+                record = json.loads(data)
+            except ValueError:
+                logger.warning("skipping unreadable record %s (not JSON)", key)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def _read_lines(self, key: str) -> list[str] | None:
+        data = self._get_many([key])[0]
+        if data is None:
+            return None
+        return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+
+    # --- metadata and artifacts ---
+    def add_metadata(self, run_id: str, **kwargs: object) -> None:
+        self._write_record(run_id, METADATA, {"metadata": kwargs})
+
+    def metadata(self, run_id: str) -> Mapping[str, object]:
+        merged: dict[str, object] = {}
+        for record in self._read_records(run_id, METADATA):
+            values = record.get("metadata")
+            if isinstance(values, dict):
+                merged.update(values)
+        return merged
+
+    def add_artifact(
+        self, run_id: str, name: str, path: str, metadata: Mapping[str, object] | None = None
+    ) -> None:
+        payload = {"name": name, "path": path, "metadata": dict(metadata) if metadata else None}
+        self._write_record(run_id, ARTIFACTS, payload)
+
+    def artifacts(self, run_id: str) -> Mapping[str, TrackerArtifact]:
+        found: dict[str, TrackerArtifact] = {}
+        for record in self._read_records(run_id, ARTIFACTS):
+            name = record.get("name")
+            if isinstance(name, str):
+                found[name] = TrackerArtifact(name, str(record.get("path")), record.get("metadata"))
+        return found
+
+    # --- links ---
+    def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
+        self._write_record(
+            run_id, LINKS, {"kind": "source", "run_id": source_id, "artifact_name": artifact_name}
+        )
+        self._update_torchx_sources_file(run_id, source_id, artifact_name)
+        # The reverse link goes only into runs of this store; an external source (a dataset
+        # URL, a run elsewhere) is not turned into a run by linking to it.
+        if self.has_run(source_id):
+            self._write_record(
+                source_id,
+                LINKS,
+                {"kind": "descendant", "run_id": run_id, "artifact_name": artifact_name},
+            )
+
+    def _update_torchx_sources_file(
+        self, run_id: str, source_id: str, artifact_name: str | None
+    ) -> None:
+        key = posixpath.join(self._run_dir(run_id), SOURCES, encode_run_id(source_id))
+        lines = self._read_lines(key)
+        name = artifact_name or ""
+        if lines is not None and (not name or name in lines):
+            return
+        merged = [n for n in (lines or []) if n] + ([name] if name else [])
+        self._put(run_id, key, ("\n".join(merged) + "\n").encode("utf-8"))
+
+    def _links(self, run_id: str, kind: str) -> list[LinkedRun]:
+        links = []
+        for record in self._read_records(run_id, LINKS):
+            other = record.get("run_id")
+            if record.get("kind") == kind and isinstance(other, str):
+                name = record.get("artifact_name")
+                links.append(LinkedRun(other, name if isinstance(name, str) else None))
+        return links
+
+    def _torchx_links(self, run_id: str, category: str) -> list[LinkedRun]:
+        """Links in TorchX's own format: one file per linked run, artifact names as lines."""
+        directory = posixpath.join(self._run_dir(run_id), category)
+        names = [n for n in self._list_names(directory) if decode_run_id(n) is not None]
+        keys = [posixpath.join(directory, n) for n in names]
+        found: list[LinkedRun] = []
+        for name, data in zip(names, self._get_many(keys), strict=True):
+            other = decode_run_id(name)
+            if other is None or data is None:
+                continue
+            lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip()]
+            if lines:
+                found.extend(LinkedRun(other, n) for n in lines)
+            else:
+                found.append(LinkedRun(other, None))
+        return found
+
+    def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
+        found = self._links(run_id, "source") + self._torchx_links(run_id, SOURCES)
+        return [
+            TrackerSource(link.run_id, link.artifact_name)
+            for link in dedupe_links(found)
+            if artifact_name is None or link.artifact_name == artifact_name
+        ]
+
+    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+        found = self._links(run_id, "descendant") + self._torchx_links(run_id, DESCENDANTS)
+        return [
+            link
+            for link in dedupe_links(found)
+            if artifact_name is None or link.artifact_name == artifact_name
+        ]
+
+    # --- runs ---
+    def has_run(self, run_id: str) -> bool:
+        return self._is_dir(self._run_dir(run_id))
+
+    def _run_ids(self, parent_run_id: str | None) -> list[str]:
+        if parent_run_id is not None:
+            return sorted({link.run_id for link in self.descendants(parent_run_id)})
+        ids = (decode_run_id(name) for name in self._list_dirs(self.root))
+        return sorted(i for i in ids if i is not None)
+
+    # --- metrics and summaries ---
+    def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        if not points:
+            return
+        columns = {
+            "name": [p.name for p in points],
+            "value": [p.value for p in points],
+            "step": [p.step for p in points],
+            "time": [p.timestamp for p in points],
+            "rank": [p.rank for p in points],
+        }
+        self._write_record(run_id, METRICS, {"points": columns})
+
+    def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
+        points: list[MetricPoint] = []
+        for record in self._read_records(run_id, METRICS):
+            cols = record.get("points")
+            if not isinstance(cols, dict):
+                continue
+            n = len(cols.get("name", []))
+            rank = cols.get("rank") or [None] * n
+            for i in range(n):
+                if name is None or cols["name"][i] == name:
+                    points.append(
+                        MetricPoint(
+                            cols["name"][i],
+                            cols["value"][i],
+                            cols["step"][i],
+                            cols["time"][i],
+                            rank[i],
+                        )
+                    )
+        return points
+
+    def add_summary(self, run_id: str, **values: object) -> None:
+        self._write_record(run_id, SUMMARY, {"summary": values})
+
+    def summary(self, run_id: str) -> Mapping[str, object]:
+        merged: dict[str, object] = {}
+        for record in self._read_records(run_id, SUMMARY):
+            values = record.get("summary")
+            if isinstance(values, dict):
+                merged.update(values)
+        return merged
+
+
+def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:
+    """Drop repeated links, and an unnamed link where the same pair also has named ones."""
+    ordered = list(dict.fromkeys(links))
+    named = {link.run_id for link in ordered if link.artifact_name is not None}
+    return [link for link in ordered if link.artifact_name is not None or link.run_id not in named]
+
+
+def _json_fallback(value: object) -> object:
+    """Values JSON cannot hold are stored as their ``repr`` rather than failing the write."""
+    return repr(value)
