@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
 from trackers.lineage import walk_lineage
-from trackers.types import Direction, LinkedRun, MetricPoint, RunLineage
+from trackers.types import Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
 
 __all__ = ["LineageTracker"]
 
@@ -77,6 +77,14 @@ class LineageTracker(TrackerBase):
     @abstractmethod
     def summary(self, run_id: str) -> Mapping[str, object]:
         """The run's summary values, merged in write order."""
+
+    @abstractmethod
+    def set_status(self, run_id: str, status: RunStatus) -> None:
+        """Record the run's state: RUNNING when it starts, then SUCCEEDED, FAILED or KILLED."""
+
+    @abstractmethod
+    def status(self, run_id: str) -> RunStatus | None:
+        """The last recorded state of the run, ``None`` if none was recorded."""
 
     # --- derived ---
     def run_ids(self, **kwargs: str) -> list[str]:

@@ -12,10 +12,16 @@ __all__ = [
     "LineageEdge",
     "LinkedRun",
     "MetricPoint",
+    "RUN_STATUSES",
     "RunLineage",
+    "RunStatus",
     "TrackerArtifact",
     "TrackerSource",
 ]
+
+#: A run's state as the job reports it (MLflow: RUNNING, FINISHED, FAILED, KILLED).
+RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "KILLED"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("RUNNING", "SUCCEEDED", "FAILED", "KILLED")
 
 #: Which way :meth:`~trackers.api.LineageTracker.lineage` walks from the run.
 Direction = Literal["both", "sources", "descendants"]

@@ -220,6 +220,18 @@ class TrackerContract:
         assert len(got) == 6 * 10 * 20
         assert sorted(p.step or 0 for p in got if p.name == "w0") == list(range(200))
 
+    # --- status ---
+    def test_status_last_write_wins(self, tracker: LineageTracker) -> None:
+        assert tracker.status(RUN) is None
+        tracker.set_status(RUN, "RUNNING")
+        assert tracker.status(RUN) == "RUNNING"
+        tracker.set_status(RUN, "FAILED")
+        assert tracker.status(RUN) == "FAILED"
+
+    def test_status_rejects_unknown_values(self, tracker: LineageTracker) -> None:
+        with pytest.raises(ValueError, match="SUCCEEDED"):
+            tracker.set_status(RUN, "DONE")  # type: ignore[arg-type]
+
     # --- hostile input ---
     @pytest.mark.parametrize(
         "run_id",

@@ -12,7 +12,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 from trackers import AppRun, TrackerConfigError
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import create_tracker
-from trackers.types import LinkedRun, MetricPoint
+from trackers.types import LinkedRun, MetricPoint, RunStatus
 
 RUN = "local_cwd://torchx/train-1"
 PARENT = "local_cwd://torchx/prepare-1"
@@ -76,6 +76,13 @@ class BrokenTracker(LineageTracker):
     def summary(self, run_id: str) -> Mapping[str, object]:
         self._fail()
         return {}
+
+    def set_status(self, run_id: str, status: RunStatus) -> None:
+        self._fail()
+
+    def status(self, run_id: str) -> RunStatus | None:
+        self._fail()
+        return None
 
 
 def set_env(monkeypatch: pytest.MonkeyPatch, root: Path, **extra: str) -> None:

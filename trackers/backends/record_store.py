@@ -14,6 +14,7 @@ Layout (TorchX 0.7.0's ``FsspecTracker`` layout, plus ``links/``, ``metrics/``, 
     <root>/<base32(run_id)>/metrics/<record>         {"points": {"name": [...], "value": [...],
                                                       "step": [...], "time": [...]}}
     <root>/<base32(run_id)>/summary/<record>         {"summary": {...}}
+    <root>/<base32(run_id)>/status/<record>          {"status": "RUNNING"|"SUCCEEDED"|...}
 
 Every record also carries ``origin`` (host, pid, rank, restart count; see ``trackers.origin``).
 
@@ -48,7 +49,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 from trackers._ids import decode_run_id, encode_run_id, record_name, record_sort_key
 from trackers.api import LineageTracker
 from trackers.origin import record_origin
-from trackers.types import LinkedRun, MetricPoint
+from trackers.types import RUN_STATUSES, LinkedRun, MetricPoint, RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ DESCENDANTS = "descendants"
 LINKS = "links"
 METRICS = "metrics"
 SUMMARY = "summary"
+STATUS = "status"
 
 
 class RecordStoreTracker(LineageTracker):
@@ -272,6 +274,19 @@ class RecordStoreTracker(LineageTracker):
             if isinstance(values, dict):
                 merged.update(values)
         return merged
+
+    def set_status(self, run_id: str, status: RunStatus) -> None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status={status!r}: expected one of {', '.join(RUN_STATUSES)}")
+        self._write_record(run_id, STATUS, {"status": status})
+
+    def status(self, run_id: str) -> RunStatus | None:
+        found: RunStatus | None = None
+        for record in self._read_records(run_id, STATUS):
+            value = record.get("status")
+            if value in RUN_STATUSES:
+                found = value
+        return found
 
 
 def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:
