@@ -21,7 +21,6 @@ import getpass
 import logging
 import os
 import socket
-import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from torchx.specs import AppDryRunInfo
 
 from trackers.redact import redact
+from trackers.snapshot import git_state
 
 if TYPE_CHECKING:
     from launcher_plugin.inject import TrackingPlan
@@ -58,25 +58,6 @@ def launch_context(component: str, component_args: Sequence[str]) -> Iterator[No
         yield
     finally:
         _context.reset(token)
-
-
-def git_state(cwd: str | None = None) -> dict[str, object]:
-    """``{"launch.git_commit": sha, "launch.git_dirty": bool}``, or ``{}`` outside a git repo."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
-        return {}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"launch.git_commit": commit, "launch.git_dirty": bool(status)}
 
 
 def launch_metadata(
@@ -115,7 +96,7 @@ def launch_metadata(
         record["launch.component_args"] = list(context.component_args)
     if parent:
         record["launch.parent_run_id"] = parent
-    record.update(git_state())
+    record.update({f"launch.{k}": v for k, v in git_state().items()})
     return record
 
 

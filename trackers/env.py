@@ -12,10 +12,23 @@ exactly what our launcher writes, and ours reads what TorchX's runner writes:
 ``TORCHX_PARENT_RUN_ID``
     The run this one was derived from; recorded as a source when the run starts.
 
-Our additions (TorchX ignores them):
+Our additions (TorchX ignores them), all read in the job:
 
 ``TORCHX_TRACKER_STRICT``
     ``1``/``true``: a tracking failure inside the job raises instead of being logged.
+``TORCHX_TRACKER_ALL_RANKS``
+    ``1``: every rank logs metrics (each point tagged with its rank); default: global rank 0 only.
+``TORCHX_TRACKER_MAX_QUEUED``
+    Points the background writer may hold before back-pressure applies (default 1000000).
+``TORCHX_TRACKER_BACKPRESSURE``
+    ``block`` (default: ``log`` waits for room, nothing is lost) or ``drop`` (new points are
+    discarded and counted in the metric ``tracking/dropped_points``).
+``TORCHX_TRACKER_FLUSH_INTERVAL``
+    Seconds between background writes (default 1.0).
+``TORCHX_TRACKER_SHUTDOWN_TIMEOUT``
+    Seconds the exit-time flush may take (default 30).
+``TORCHX_TRACKER_CAPTURE_TENSORBOARD``
+    ``1``: ``torch.utils.tensorboard`` ``SummaryWriter.add_scalar(s)`` calls are also logged.
 """
 
 from __future__ import annotations
@@ -36,7 +49,15 @@ __all__ = [
     "ENV_TORCHX_JOB_ID",
     "ENV_TORCHX_PARENT_RUN_ID",
     "ENV_TORCHX_TRACKERS",
+    "ENV_TORCHX_TRACKER_ALL_RANKS",
+    "ENV_TORCHX_TRACKER_BACKPRESSURE",
+    "ENV_TORCHX_TRACKER_CAPTURE_TENSORBOARD",
+    "ENV_TORCHX_TRACKER_FLUSH_INTERVAL",
+    "ENV_TORCHX_TRACKER_MAX_QUEUED",
+    "ENV_TORCHX_TRACKER_SHUTDOWN_TIMEOUT",
     "ENV_TORCHX_TRACKER_STRICT",
+    "bool_from_env",
+    "number_from_env",
     "TRACKER_NAME_PATTERN",
     "UNDEFINED_JOB_ID",
     "parse_tracker_names",
@@ -47,6 +68,12 @@ __all__ = [
 ]
 
 ENV_TORCHX_TRACKER_STRICT = "TORCHX_TRACKER_STRICT"
+ENV_TORCHX_TRACKER_ALL_RANKS = "TORCHX_TRACKER_ALL_RANKS"
+ENV_TORCHX_TRACKER_MAX_QUEUED = "TORCHX_TRACKER_MAX_QUEUED"
+ENV_TORCHX_TRACKER_BACKPRESSURE = "TORCHX_TRACKER_BACKPRESSURE"
+ENV_TORCHX_TRACKER_FLUSH_INTERVAL = "TORCHX_TRACKER_FLUSH_INTERVAL"
+ENV_TORCHX_TRACKER_SHUTDOWN_TIMEOUT = "TORCHX_TRACKER_SHUTDOWN_TIMEOUT"
+ENV_TORCHX_TRACKER_CAPTURE_TENSORBOARD = "TORCHX_TRACKER_CAPTURE_TENSORBOARD"
 
 #: The job id TorchX's ``AppRun.run_from_env`` uses when the process was not launched by TorchX.
 UNDEFINED_JOB_ID = "<UNDEFINED>"
@@ -108,14 +135,34 @@ def tracker_env(
     return env
 
 
-def strict_from_env(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``TORCHX_TRACKER_STRICT`` asks for tracking failures to be fatal."""
+def bool_from_env(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A yes/no env var (``1/true/yes/on`` or ``0/false/no/off``; unset means no)."""
     env = os.environ if environ is None else environ
-    raw = env.get(ENV_TORCHX_TRACKER_STRICT, "").strip().lower()
+    raw = env.get(name, "").strip().lower()
     if raw in _TRUE:
         return True
     if raw in _FALSE:
         return False
-    raise TrackerConfigError(
-        f"{ENV_TORCHX_TRACKER_STRICT}={raw!r}: expected one of 1/true/yes/on or 0/false/no/off"
-    )
+    raise TrackerConfigError(f"{name}={raw!r}: expected one of 1/true/yes/on or 0/false/no/off")
+
+
+def number_from_env(
+    name: str, default: float, environ: Mapping[str, str] | None = None, *, minimum: float = 0.0
+) -> float:
+    """A number env var, ``default`` when unset; raises naming the var when malformed."""
+    env = os.environ if environ is None else environ
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:
+        raise TrackerConfigError(f"{name}={raw!r}: expected a number >= {minimum:g}")
+    return value
+
+
+def strict_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``TORCHX_TRACKER_STRICT`` asks for tracking failures to be fatal."""
+    return bool_from_env(ENV_TORCHX_TRACKER_STRICT, environ)

@@ -9,9 +9,10 @@ import pytest
 from torchx.specs import AppDef, AppDryRunInfo, Role
 
 from launcher_plugin.inject import TrackingPlan
-from launcher_plugin.launch_record import git_state, launch_context, write_launch_record
+from launcher_plugin.launch_record import launch_context, write_launch_record
 from launcher_plugin.schedulers import install_tracking_hooks
 from trackers.backends.fsspec import create_tracker
+from trackers.snapshot import git_state
 
 RUN = "local_cwd://torchx/train-1"
 PARENT = "local_cwd://torchx/prepare-1"
@@ -42,7 +43,7 @@ def test_git_state_names_commit_and_dirty_flag(
     (tmp_path / "f.txt").write_text("1")
     git(tmp_path, "add", "f.txt")
     state = git_state()
-    assert len(str(state["launch.git_commit"])) == 40 and state["launch.git_dirty"] is True
+    assert len(str(state["git_commit"])) == 40 and state["git_dirty"] is True
 
 
 def dryrun_info(cfg: dict[str, object]) -> AppDryRunInfo[str]:

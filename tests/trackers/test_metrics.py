@@ -1,0 +1,198 @@
+"""Metrics through AppRun: non-blocking log, bounded memory, flush, rank gating, run status."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+import trackers
+from trackers import AppRun, RunSettings, TrackerConfigError
+from trackers.backends.fsspec import FsspecTracker, create_tracker
+from trackers.types import MetricPoint
+from trackers.writer import DROPPED_METRIC, MetricQueue
+
+RUN = "local_cwd://torchx/train-1"
+
+
+class StalledTracker(FsspecTracker):
+    """An fsspec store whose metric writes hang until released, as a stuck server would."""
+
+    def __init__(self, root: Path) -> None:
+        base = create_tracker(str(root))
+        super().__init__(base.fs, base.root, base.config)
+        self.release = threading.Event()
+
+    def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        self.release.wait(30)
+        super().add_metrics(run_id, points)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FsspecTracker:
+    return create_tracker(str(tmp_path / "runs"))
+
+
+def test_points_logged_equal_points_read_back(store: FsspecTracker) -> None:
+    with AppRun(RUN, [store], settings=RunSettings(flush_interval=0.05)) as run:
+        for step in range(5000):
+            run.log({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
+    loss = store.metrics(RUN, "loss")
+    assert [p.step for p in loss] == list(range(5000))
+    assert loss[10].value == 1.0 / 11
+    assert len(store.metrics(RUN)) == 10_000
+    assert store.status(RUN) == "SUCCEEDED"
+
+
+def test_flush_makes_points_durable(store: FsspecTracker) -> None:
+    run = AppRun(RUN, [store], settings=RunSettings(flush_interval=60))
+    run.log({"x": 1.0}, step=0)
+    assert store.metrics(RUN) == []  # still queued: the interval is long
+    assert run.flush(timeout=10)
+    assert [p.value for p in store.metrics(RUN)] == [1.0]
+    run.close()
+
+
+def test_summary_is_written_with_the_metrics(store: FsspecTracker) -> None:
+    with AppRun(RUN, [store]) as run:
+        run.log_summary({"best_acc": 0.7})
+        run.log_summary({"best_acc": 0.9, "epochs": 3})
+    assert store.summary(RUN) == {"best_acc": 0.9, "epochs": 3}
+
+
+def test_untracked_run_starts_no_thread() -> None:
+    before = threading.active_count()
+    run = AppRun.run_from_env()
+    for step in range(1000):
+        run.log({"x": 1.0}, step=step)
+    trackers.log({"x": 2.0})
+    assert threading.active_count() == before
+    assert run.flush() is True
+
+
+def test_only_rank_zero_logs_by_default(store: FsspecTracker) -> None:
+    with AppRun(RUN, [store], rank=1) as run:
+        run.log({"x": 1.0}, step=0)
+    assert store.metrics(RUN) == []
+    with AppRun(RUN, [store], rank=0) as run:
+        run.log({"x": 1.0}, step=0)
+    assert [p.rank for p in store.metrics(RUN)] == [None]
+
+
+def test_all_ranks_opt_in_tags_points_with_rank(store: FsspecTracker) -> None:
+    for rank in (0, 1, 2):
+        with AppRun(RUN, [store], rank=rank, settings=RunSettings(all_ranks=True)) as run:
+            run.log({"x": float(rank)}, step=0)
+    assert sorted(p.rank or 0 for p in store.metrics(RUN)) == [0, 1, 2]
+
+
+def test_drop_policy_bounds_memory_and_records_the_count(tmp_path: Path) -> None:
+    stalled = StalledTracker(tmp_path)
+    settings = RunSettings(max_queued=1000, backpressure="drop", flush_interval=0.01)
+    run = AppRun(RUN, [stalled], settings=settings)
+    run.log({"x": 0.0}, step=0)
+    time.sleep(0.2)  # the writer is now stuck inside add_metrics
+    for step in range(1, 20_001):
+        run.log({"x": float(step)}, step=step)
+        assert run._queue is not None and run._queue.queued <= 1000
+    stalled.release.set()
+    run.close(timeout=30)
+    points = stalled.metrics(RUN, "x")
+    dropped = stalled.metrics(RUN, DROPPED_METRIC)
+    assert len(points) + int(dropped[-1].value) == 20_001
+    assert stalled.summary(RUN)[DROPPED_METRIC] == int(dropped[-1].value)
+
+
+def test_block_policy_waits_for_room_and_loses_nothing(tmp_path: Path) -> None:
+    stalled = StalledTracker(tmp_path)
+    run = AppRun(RUN, [stalled], settings=RunSettings(max_queued=100, flush_interval=0.01))
+    run.log({"x": 0.0}, step=0)
+    time.sleep(0.2)
+    done = threading.Event()
+
+    def train() -> None:
+        for step in range(1, 1001):
+            run.log({"x": float(step)}, step=step)
+        done.set()
+
+    threading.Thread(target=train, daemon=True).start()
+    assert not done.wait(0.5)  # blocked: the queue is full and the backend is stuck
+    stalled.release.set()
+    assert done.wait(30)
+    run.close(timeout=30)
+    assert [p.step for p in stalled.metrics(RUN, "x")] == list(range(1001))
+
+
+def test_close_reports_undelivered_points_within_the_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stalled = StalledTracker(tmp_path)
+    run = AppRun(RUN, [stalled], settings=RunSettings(flush_interval=0.01))
+    run.log({"x": 1.0})
+    start = time.monotonic()
+    run.close(timeout=0.3)
+    assert time.monotonic() - start < 5
+    assert "not yet written" in caplog.text
+    stalled.release.set()
+
+
+def test_context_manager_records_failure(store: FsspecTracker) -> None:
+    with pytest.raises(RuntimeError), AppRun(RUN, [store]) as run:
+        run.log({"x": 1.0})
+        raise RuntimeError("boom")
+    assert store.status(RUN) == "FAILED"
+    assert len(store.metrics(RUN)) == 1
+
+
+def test_queue_refuses_bad_settings() -> None:
+    def sink(points: Sequence[MetricPoint], summary: Mapping[str, object]) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="policy"):
+        MetricQueue(sink, policy="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_queued"):
+        MetricQueue(sink, max_queued=0)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TORCHX_TRACKER_BACKPRESSURE", "sometimes"),
+        ("TORCHX_TRACKER_MAX_QUEUED", "lots"),
+        ("TORCHX_TRACKER_FLUSH_INTERVAL", "-1"),
+        ("TORCHX_TRACKER_ALL_RANKS", "perhaps"),
+    ],
+)
+def test_malformed_settings_name_the_env_var(var: str, value: str) -> None:
+    with pytest.raises(TrackerConfigError, match=var):
+        RunSettings.from_env({var: value})
+
+
+@pytest.fixture
+def env_run(
+    monkeypatch: pytest.MonkeyPatch, store: FsspecTracker
+) -> Iterator[FsspecTracker]:
+    monkeypatch.setenv("TORCHX_JOB_ID", RUN)
+    monkeypatch.setenv("TORCHX_TRACKERS", "fsspec")
+    monkeypatch.setenv("TORCHX_TRACKER_FSSPEC_CONFIG", store.root)
+    yield store
+    trackers.reset_current_run()
+
+
+def test_run_from_env_records_running_and_a_snapshot(env_run: FsspecTracker) -> None:
+    AppRun.run_from_env()
+    assert env_run.status(RUN) == "RUNNING"
+    md = env_run.metadata(RUN)
+    assert md["env.python"].count(".") == 2  # type: ignore[union-attr]
+    assert "torchx" in md["env.packages"]  # type: ignore[operator]
+
+
+def test_module_level_log_goes_to_the_current_run(env_run: FsspecTracker) -> None:
+    trackers.log({"loss": 0.5}, step=7)
+    trackers.log_summary({"final_loss": 0.5})
+    assert trackers.flush(timeout=10)
+    assert [(p.name, p.value, p.step) for p in env_run.metrics(RUN)] == [("loss", 0.5, 7)]
+    assert env_run.summary(RUN) == {"final_loss": 0.5}

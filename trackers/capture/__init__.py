@@ -1,0 +1,1 @@
+"""Automatic capture of metrics other libraries log (enabled per run, see ``trackers.env``)."""

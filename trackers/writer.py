@@ -1,0 +1,184 @@
+"""The background writer: the training thread only appends to a queue; a thread writes batches.
+
+Hot path (:meth:`MetricQueue.put`): one ``time.time()`` and a ``deque.append`` per value, and no
+lock at all (``deque.append``/``popleft`` are atomic in CPython). That matters beyond speed: a
+SIGTERM handler runs on the training thread between two bytecodes, so any lock the hot path took
+could be held by the very code the handler interrupted. The writer thread polls every few
+milliseconds and writes when ``flush_interval`` has passed, ``batch_size`` points are waiting or a
+flush was asked for: it takes everything queued and hands it to every backend as one batch
+(``add_metrics``), in order.
+
+Memory is bounded by ``max_queued`` points. When the queue is full the policy decides:
+
+``block`` (default)
+    ``put`` waits until the writer has made room (no point is lost; a stalled backend stalls
+    logging once the queue is full).
+``drop``
+    the new point is discarded and counted; the count is written into the run as the metric
+    ``tracking/dropped_points`` (and the summary key of the same name) at the next flush.
+
+``flush()`` returns once every point accepted before the call is durable in every backend that
+is up (a backend that fails is logged, see :class:`trackers.app_run.AppRun`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trackers.types import MetricPoint
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+Policy = Literal["block", "drop"]
+POLICIES: tuple[Policy, ...] = ("block", "drop")
+DROPPED_METRIC = "tracking/dropped_points"
+_POLL_SECONDS = 0.005
+
+#: What the writer calls with each batch of points and summary values.
+BatchSink = Callable[[Sequence[MetricPoint], Mapping[str, object]], None]
+
+
+@dataclass
+class _Marker:
+    """Put in the queue by ``flush``; set once everything before it was written."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Summary:
+    values: dict[str, object]
+
+
+QueueItem = tuple[str, float, int | None, float, int | None] | _Marker | _Summary
+
+
+class MetricQueue:
+    """A bounded queue of metric points drained into ``sink`` by one daemon thread."""
+
+    def __init__(
+        self,
+        sink: BatchSink,
+        *,
+        max_queued: int = 1_000_000,
+        policy: Policy = "block",
+        flush_interval: float = 1.0,
+        batch_size: int = 50_000,
+        name: str = "torchx-lineage-writer",
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy={policy!r}: expected one of {', '.join(POLICIES)}")
+        if max_queued < 1:
+            raise ValueError(f"max_queued={max_queued}: expected a positive number of points")
+        self._sink = sink
+        self._queue: deque[QueueItem] = deque()
+        self._max = max_queued
+        self._policy = policy
+        self._interval = flush_interval
+        self._wake_at = min(batch_size, max_queued)
+        self._flush_requested = False
+        self._room = threading.Condition()
+        self._stopped = False
+        self.dropped = 0
+        self._dropped_reported = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # --- training thread ---
+    def put(self, metrics: Mapping[str, float], step: int | None, rank: int | None) -> None:
+        """Queue ``metrics`` (name -> value) at ``step``; see the module docstring for limits."""
+        queue = self._queue
+        if len(queue) + len(metrics) > self._max and not self._make_room(len(metrics)):
+            self.dropped += len(metrics)
+            return
+        now = time.time()
+        for name, value in metrics.items():
+            queue.append((name, value, step, now, rank))
+
+    def put_summary(self, values: Mapping[str, object]) -> None:
+        """Queue summary values; they are written in order with the points around them."""
+        self._queue.append(_Summary(dict(values)))
+
+    def _make_room(self, wanted: int) -> bool:
+        if self._policy == "drop" or self._stopped:
+            return False
+        self._flush_requested = True
+        with self._room:
+            while len(self._queue) + wanted > self._max and not self._stopped:
+                self._room.wait(0.5)
+        return not self._stopped
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is written; ``False`` if ``timeout`` ran out."""
+        if self._stopped and not self._thread.is_alive():
+            return not self._queue
+        marker = _Marker()
+        self._queue.append(marker)
+        self._flush_requested = True
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the thread. Returns whether everything was written in time."""
+        flushed = self.flush(timeout)
+        self._stopped = True
+        self._thread.join(timeout)
+        return flushed
+
+    @property
+    def queued(self) -> int:
+        """Points (and markers) waiting to be written."""
+        return len(self._queue)
+
+    # --- writer thread ---
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(_POLL_SECONDS)
+            queue = self._queue
+            if self._flush_requested:
+                self._flush_requested = False
+                due = True
+            else:
+                due = len(queue) >= self._wake_at or time.monotonic() - last >= self._interval
+            if due or self._stopped:
+                self._drain()
+                last = time.monotonic()
+            if self._stopped and not queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            points: list[MetricPoint] = []
+            summary: dict[str, object] = {}
+            markers: list[_Marker] = []
+            for _ in range(len(queue)):
+                item = queue.popleft()
+                if isinstance(item, tuple):
+                    points.append(MetricPoint(*item))
+                elif isinstance(item, _Summary):
+                    summary.update(item.values)
+                else:
+                    markers.append(item)
+                    break  # everything before the marker goes out before it is released
+            if self.dropped != self._dropped_reported:
+                self._dropped_reported = self.dropped
+                points.append(MetricPoint(DROPPED_METRIC, float(self.dropped), None, time.time()))
+                summary[DROPPED_METRIC] = self.dropped
+            # Never wait for this lock: a SIGTERM handler may hold it while flushing.
+            if self._room.acquire(blocking=False):
+                self._room.notify_all()
+                self._room.release()
+            if points or summary:
+                try:
+                    self._sink(points, summary)
+                except Exception:  # the sink isolates backends; this is a last resort
+                    logger.exception("tracking: writing %d metric points failed", len(points))
+            for marker in markers:
+                marker.done.set()
