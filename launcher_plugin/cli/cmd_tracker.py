@@ -1,6 +1,6 @@
-"""``torchx tracker list {jobs,metadata,artifacts,lineage}``: a superset of TorchX's command.
+"""``torchx tracker list {jobs,metadata,artifacts,lineage,metrics,summary}``: TorchX's, and more.
 
-Every subcommand takes ``--format table|json`` and ``--tracker NAME[=CONFIG]`` to choose the
+Every subcommand takes ``--format table|json|csv`` and ``--tracker NAME[=CONFIG]`` to choose the
 store. Without ``--tracker`` the first configured tracker is used (``TORCHX_TRACKERS`` or
 ``.torchxconfig``, as TorchX does); with nothing configured, the default fsspec store
 ``./torchx-runs`` if it exists. An unknown run id prints a message and exits with status 1.
@@ -9,6 +9,7 @@ store. Without ``--tracker`` the first configured tracker is used (``TORCHX_TRAC
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from torchx.tracker.api import TrackerBase
 
 from launcher_plugin.cli.render import Output, render_lineage_tree, to_jsonable
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
+from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
 from trackers.env import tracker_config_env_var_name
 from trackers.errors import TrackerConfigError, TrackerError
@@ -63,6 +65,11 @@ def choose_tracker(spec: TrackerSpec | None, environ: Mapping[str, str]) -> Trac
     )
 
 
+def key_value_rows(values: Mapping[str, object]) -> list[list[object]]:
+    """``[key, value]`` rows; non-string values shown as JSON."""
+    return [[k, v if isinstance(v, str) else json.dumps(to_jsonable(v))] for k, v in values.items()]
+
+
 def _require_run(tracker: TrackerBase, run_id: str) -> None:
     has_run = getattr(tracker, "has_run", None)
     known = has_run(run_id) if callable(has_run) else run_id in set(tracker.run_ids())
@@ -84,8 +91,7 @@ def list_metadata(tracker: TrackerBase, args: argparse.Namespace) -> Output:
     """A run's metadata, merged (last write wins)."""
     _require_run(tracker, args.RUN_ID)
     md = dict(tracker.metadata(args.RUN_ID))
-    rows = [[k, v if isinstance(v, str) else json.dumps(to_jsonable(v))] for k, v in md.items()]
-    return Output(data=md, headers=["ID", "VALUE"], rows=rows)
+    return Output(data=md, headers=["ID", "VALUE"], rows=key_value_rows(md))
 
 
 def list_artifacts(tracker: TrackerBase, args: argparse.Namespace) -> Output:
@@ -106,7 +112,58 @@ def list_lineage(tracker: TrackerBase, args: argparse.Namespace) -> Output:
     lineage = walk_lineage(
         tracker, args.RUN_ID, direction=direction, artifact_name=args.artifact, depth=args.depth
     )
-    return Output(data=lineage.to_dict(), text=render_lineage_tree(lineage, direction))
+    return Output(
+        data=lineage.to_dict(),
+        text=render_lineage_tree(lineage, direction),
+        headers=["PARENT", "CHILD", "ARTIFACT"],
+        rows=[[e.parent, e.child, e.artifact_name or ""] for e in lineage.edges],
+    )
+
+
+def _lineage_tracker(tracker: TrackerBase, what: str) -> LineageTracker:
+    if not isinstance(tracker, LineageTracker):
+        raise CliError(
+            f"{redact(repr(tracker))} records no {what} (it is not a torchx-lineage store)"
+        )
+    return tracker
+
+
+def list_metrics(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """A run's metric points, optionally one metric."""
+    _require_run(tracker, args.RUN_ID)
+    points = _lineage_tracker(tracker, "metrics").metrics(args.RUN_ID, args.name)
+    rows: list[list[object]] = [
+        [p.name, p.step if p.step is not None else "", p.value, _iso(p.timestamp), _rank(p.rank)]
+        for p in points
+    ]
+    data = [
+        {"name": p.name, "step": p.step, "value": p.value, "time": p.timestamp, "rank": p.rank}
+        for p in points
+    ]
+    return Output(data=data, headers=["NAME", "STEP", "VALUE", "TIME", "RANK"], rows=rows)
+
+
+def list_summary(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """A run's summary values (and its recorded status)."""
+    _require_run(tracker, args.RUN_ID)
+    store = _lineage_tracker(tracker, "summaries")
+    values = dict(store.summary(args.RUN_ID))
+    status = store.status(args.RUN_ID)
+    rows: list[list[object]] = [["status", status or ""], *key_value_rows(values)]
+    return Output(data={"status": status, "summary": values}, headers=["KEY", "VALUE"], rows=rows)
+
+
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _rank(rank: int | None) -> object:
+    return "" if rank is None else rank
+
+
+def _args_metrics(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", type=str, help="only the metric with this name")
+    _add_run_id(p)
 
 
 def _add_run_id(p: argparse.ArgumentParser) -> None:
@@ -138,6 +195,8 @@ _SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None]
     "metadata": (list_metadata, _add_run_id, "list a run's metadata"),
     "artifacts": (list_artifacts, _args_artifacts, "list a run's artifacts"),
     "lineage": (list_lineage, _args_lineage, "show a run's ancestors and descendants"),
+    "metrics": (list_metrics, _args_metrics, "list a run's metric points"),
+    "summary": (list_summary, _add_run_id, "show a run's summary values and status"),
 }
 
 
@@ -150,7 +209,7 @@ class CmdTracker(SubCommand):
         list_commands = list_parser.add_subparsers(title="list commands")
         for name, (handler, add_args, help_text) in _SUBCOMMANDS.items():
             p = list_commands.add_parser(name, help=help_text)
-            p.add_argument("--format", choices=["table", "json"], default="table")
+            p.add_argument("--format", choices=["table", "json", "csv"], default="table")
             p.add_argument(
                 "--tracker",
                 type=_tracker_flag,
@@ -176,5 +235,8 @@ class CmdTracker(SubCommand):
 
     def run(self, args: argparse.Namespace) -> None:
         # `torchx tracker` without a subcommand: argparse dispatches the leaves through `func`.
-        print("usage: torchx tracker list {jobs,metadata,artifacts,lineage} ...", file=sys.stderr)
+        print(
+            "usage: torchx tracker list {jobs,metadata,artifacts,lineage,metrics,summary} ...",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -22,9 +24,15 @@ class Output:
     text: str | None = None
 
     def render(self, fmt: str) -> str:
-        """The output in ``fmt`` (``table`` or ``json``)."""
+        """The output in ``fmt``: ``table`` (or the text block), ``json`` or ``csv``."""
         if fmt == "json":
             return json.dumps(to_jsonable(self.data), indent=2, ensure_ascii=False)
+        if fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(self.headers)
+            writer.writerows(self.rows)
+            return buffer.getvalue().rstrip("\n")
         if self.text is not None:
             return self.text
         return tabulate(self.rows, headers=self.headers)

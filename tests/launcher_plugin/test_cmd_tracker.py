@@ -146,3 +146,59 @@ def test_default_store_in_cwd(
 def test_unknown_tracker_flag_lists_known(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(["tracker", "list", "jobs", "--tracker", "nosuch=x"], capsys)
     assert code == 1 and "unknown tracker 'nosuch'" in err and "fsspec" in err
+
+
+def test_list_metrics_table_json_and_csv(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trackers.types import MetricPoint
+
+    create_tracker(str(store)).add_metrics(
+        TRAIN,
+        [MetricPoint("loss", 0.5, 1, 1700000000.0), MetricPoint("acc", 0.9, 1, 1700000000.5, 2)],
+    )
+    base = ["tracker", "list", "metrics", TRAIN, "--tracker", f"fsspec={store}"]
+    _, out, _ = cli(base, capsys)
+    assert out.splitlines()[0].split() == ["NAME", "STEP", "VALUE", "TIME", "RANK"]
+    assert "2023-11-14T22:13:20.000+00:00" in out
+    _, out, _ = cli([*base, "--format", "json", "--name", "acc"], capsys)
+    assert json.loads(out) == [
+        {"name": "acc", "step": 1, "value": 0.9, "time": 1700000000.5, "rank": 2}
+    ]
+    _, out, _ = cli([*base, "--format", "csv", "--name", "loss"], capsys)
+    assert out.splitlines() == [
+        "NAME,STEP,VALUE,TIME,RANK",
+        "loss,1,0.5,2023-11-14T22:13:20.000+00:00,",
+    ]
+
+
+def test_list_summary_shows_status(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t = create_tracker(str(store))
+    t.add_summary(TRAIN, best=0.9, cfg={"a": 1})
+    t.set_status(TRAIN, "SUCCEEDED")
+    base = ["tracker", "list", "summary", TRAIN, "--tracker", f"fsspec={store}"]
+    _, out, _ = cli([*base, "--format", "csv"], capsys)
+    assert out.splitlines() == ["KEY,VALUE", "status,SUCCEEDED", "best,0.9", 'cfg,"{""a"": 1}"']
+    _, out, _ = cli([*base, "--format", "json"], capsys)
+    assert json.loads(out) == {"status": "SUCCEEDED", "summary": {"best": 0.9, "cfg": {"a": 1}}}
+
+
+def test_lineage_as_csv_lists_edges(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["tracker", "list", "lineage", TRAIN, "--tracker", f"fsspec={store}", "--format", "csv"]
+    _, out, _ = cli(argv, capsys)
+    assert out.splitlines() == [
+        "PARENT,CHILD,ARTIFACT",
+        f"{PREP},{TRAIN},dataset",
+        f"{TRAIN},{EVAL},model",
+    ]
+
+
+def test_metrics_of_a_torchx_only_store_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+    from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
+
+    theirs = TorchxFsspecTracker(fsspec.filesystem("file"), str(tmp_path))
+    theirs.add_metadata(TRAIN, a=1)
+    monkeypatch.setattr("launcher_plugin.cli.cmd_tracker.choose_tracker", lambda spec, env: theirs)
+    code, _, err = cli(["tracker", "list", "metrics", TRAIN], capsys)
+    assert code == 1 and "records no metrics" in err
