@@ -37,6 +37,8 @@ BUILTIN_TRACKERS: Mapping[str, str] = MappingProxyType(
     {
         "fsspec": "trackers.backends.fsspec:create_tracker",
         "lineage_fsspec": "trackers.backends.fsspec:create_tracker",
+        "mlflow": "trackers.backends.mlflow:create_tracker",
+        "s3": "trackers.backends.s3:create_tracker",
     }
 )
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from operator import itemgetter
+from typing import Literal, NamedTuple, overload
 
 from torchx.tracker.api import Lineage, TrackerArtifact, TrackerSource
 
@@ -11,6 +13,7 @@ __all__ = [
     "Direction",
     "LineageEdge",
     "LinkedRun",
+    "MetricColumns",
     "MetricPoint",
     "RUN_STATUSES",
     "RunLineage",
@@ -35,9 +38,8 @@ class LinkedRun:
     artifact_name: str | None = None
 
 
-@dataclass(frozen=True)
-class MetricPoint:
-    """One value of a time series.
+class MetricPoint(NamedTuple):
+    """One value of a time series (a named tuple: millions are made, so it must be cheap).
 
     Attributes:
         name: the metric (``loss``, ``eval/acc``).
@@ -52,6 +54,66 @@ class MetricPoint:
     step: int | None = None
     timestamp: float = 0.0
     rank: int | None = None
+
+
+class MetricColumns(Sequence[MetricPoint]):
+    """A batch of points kept as columns: what the background writer hands to backends.
+
+    It is a ``Sequence[MetricPoint]`` (points are made on access), so any backend can iterate
+    it; a backend that stores columns reads :attr:`names`, :attr:`values`... directly and skips
+    making a million tuples.
+    """
+
+    __slots__ = ("names", "values", "steps", "times", "ranks")
+
+    def __init__(
+        self,
+        names: list[str],
+        values: list[float],
+        steps: list[int | None],
+        times: list[float],
+        ranks: list[int | None],
+    ) -> None:
+        self.names, self.values, self.steps, self.times, self.ranks = (
+            names,
+            values,
+            steps,
+            times,
+            ranks,
+        )
+
+    @staticmethod
+    def from_rows(
+        rows: Sequence[tuple[str, float, int | None, float, int | None]],
+    ) -> MetricColumns:
+        """Columns from ``(name, value, step, timestamp, rank)`` rows (or MetricPoints)."""
+        return MetricColumns(
+            *(list(map(itemgetter(i), rows)) for i in range(5))
+        )
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> MetricPoint: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[MetricPoint]: ...
+    def __getitem__(self, index: int | slice) -> MetricPoint | list[MetricPoint]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return MetricPoint(
+            self.names[index],
+            self.values[index],
+            self.steps[index],
+            self.times[index],
+            self.ranks[index],
+        )
+
+    def __iter__(self) -> Iterator[MetricPoint]:
+        return map(
+            MetricPoint._make,
+            zip(self.names, self.values, self.steps, self.times, self.ranks, strict=True),
+        )
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trackers.types import MetricPoint
+from trackers.types import MetricColumns, MetricPoint
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -155,30 +155,38 @@ class MetricQueue:
     def _drain(self) -> None:
         queue = self._queue
         while queue:
-            points: list[MetricPoint] = []
-            summary: dict[str, object] = {}
-            markers: list[_Marker] = []
-            for _ in range(len(queue)):
-                item = queue.popleft()
-                if isinstance(item, tuple):
-                    points.append(MetricPoint(*item))
-                elif isinstance(item, _Summary):
-                    summary.update(item.values)
-                else:
-                    markers.append(item)
-                    break  # everything before the marker goes out before it is released
-            if self.dropped != self._dropped_reported:
-                self._dropped_reported = self.dropped
-                points.append(MetricPoint(DROPPED_METRIC, float(self.dropped), None, time.time()))
-                summary[DROPPED_METRIC] = self.dropped
-            # Never wait for this lock: a SIGTERM handler may hold it while flushing.
-            if self._room.acquire(blocking=False):
-                self._room.notify_all()
-                self._room.release()
-            if points or summary:
-                try:
-                    self._sink(points, summary)
-                except Exception:  # the sink isolates backends; this is a last resort
-                    logger.exception("tracking: writing %d metric points failed", len(points))
-            for marker in markers:
-                marker.done.set()
+            popleft = queue.popleft
+            items = [popleft() for _ in range(len(queue))]
+            start = 0
+            for i, item in enumerate(items):
+                if type(item) is not tuple:
+                    self._write(items[start:i], [item])
+                    start = i + 1
+            if start < len(items) or self.dropped != self._dropped_reported:
+                self._write(items[start:], [])
+
+    def _write(self, rows: list[QueueItem], specials: list[QueueItem]) -> None:
+        """Write ``rows`` (all point tuples), then act on ``specials`` (a summary or marker)."""
+        points = MetricColumns.from_rows(rows)  # type: ignore[arg-type]
+        summary: dict[str, object] = {}
+        markers = [s for s in specials if isinstance(s, _Marker)]
+        for special in specials:
+            if isinstance(special, _Summary):
+                summary.update(special.values)
+        if self.dropped != self._dropped_reported:
+            self._dropped_reported = self.dropped
+            points = MetricColumns.from_rows(
+                [*points, MetricPoint(DROPPED_METRIC, float(self.dropped), None, time.time())]
+            )
+            summary[DROPPED_METRIC] = self.dropped
+        # Never wait for this lock: a SIGTERM handler may hold it while flushing.
+        if self._room.acquire(blocking=False):
+            self._room.notify_all()
+            self._room.release()
+        if len(points) or summary:
+            try:
+                self._sink(points, summary)
+            except Exception:  # the sink isolates backends; this is a last resort
+                logger.exception("tracking: writing %d metric points failed", len(points))
+        for marker in markers:
+            marker.done.set()

@@ -196,3 +196,13 @@ def test_module_level_log_goes_to_the_current_run(env_run: FsspecTracker) -> Non
     assert trackers.flush(timeout=10)
     assert [(p.name, p.value, p.step) for p in env_run.metrics(RUN)] == [("loss", 0.5, 7)]
     assert env_run.summary(RUN) == {"final_loss": 0.5}
+
+
+def test_metric_columns_behave_as_a_sequence_of_points() -> None:
+    from trackers.types import MetricColumns
+
+    points = [MetricPoint("a", 1.0, 0, 1.5), MetricPoint("b", 2.0, None, 2.5, 3)]
+    cols = MetricColumns.from_rows(points)
+    assert len(cols) == 2 and list(cols) == points
+    assert cols[1] == points[1] and cols[0:1] == points[:1]
+    assert cols.names == ["a", "b"] and cols.ranks == [None, 3]

@@ -11,8 +11,10 @@ Layout (TorchX 0.7.0's ``FsspecTracker`` layout, plus ``links/``, ``metrics/``, 
     <root>/<base32(run_id)>/sources/<base32(src)>    artifact names, one a line (TorchX's format)
     <root>/<base32(run_id)>/descendants/<b32(c)>     artifact names, one a line (TorchX's format)
     <root>/<base32(run_id)>/links/<record>           {"kind": "source"|"descendant", ...}
-    <root>/<base32(run_id)>/metrics/<record>         {"points": {"name": [...], "value": [...],
-                                                      "step": [...], "time": [...]}}
+    <root>/<base32(run_id)>/metrics/<record>         {"points": {"names": [distinct names],
+                                                      "name": [index...] (or one index),
+                                                      "value": [...], "step": [...],
+                                                      "time_us": [...], "rank": [...]?}}
     <root>/<base32(run_id)>/summary/<record>         {"summary": {...}}
     <root>/<base32(run_id)>/status/<record>          {"status": "RUNNING"|"SUCCEEDED"|...}
 
@@ -32,7 +34,8 @@ Why it is shaped this way:
   creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
 * The run id only ever appears base32-encoded in a key, and record names are generated, so no
   input can make a write land outside the store's root.
-* Metrics are stored a batch per record, column-wise (one record per flush, not per point).
+* Metrics are stored a batch per record, column-wise (one record per flush, not per point);
+  times are kept to the microsecond.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 from trackers._ids import decode_run_id, encode_run_id, record_name, record_sort_key
 from trackers.api import LineageTracker
 from trackers.origin import record_origin
-from trackers.types import RUN_STATUSES, LinkedRun, MetricPoint, RunStatus
+from trackers.types import RUN_STATUSES, LinkedRun, MetricColumns, MetricPoint, RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -234,13 +237,20 @@ class RecordStoreTracker(LineageTracker):
     def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
         if not points:
             return
-        columns = {
-            "name": [p.name for p in points],
-            "value": [p.value for p in points],
-            "step": [p.step for p in points],
-            "time": [p.timestamp for p in points],
-            "rank": [p.rank for p in points],
+        cols = points if isinstance(points, MetricColumns) else MetricColumns.from_rows(points)
+        # Column-wise and compact, because encoding is the writer's main cost: names as
+        # indices into a list of distinct names, times as integer microseconds.
+        distinct = list(dict.fromkeys(cols.names))
+        index = {n: i for i, n in enumerate(distinct)}
+        columns: dict[str, object] = {
+            "names": distinct,
+            "name": list(map(index.__getitem__, cols.names)) if len(distinct) > 1 else 0,
+            "value": cols.values,
+            "step": cols.steps,
+            "time_us": [round(t * 1_000_000) for t in cols.times],
         }
+        if any(r is not None for r in cols.ranks):
+            columns["rank"] = cols.ranks
         self._write_record(run_id, METRICS, {"points": columns})
 
     def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
@@ -249,19 +259,21 @@ class RecordStoreTracker(LineageTracker):
             cols = record.get("points")
             if not isinstance(cols, dict):
                 continue
-            n = len(cols.get("name", []))
-            rank = cols.get("rank") or [None] * n
-            for i in range(n):
-                if name is None or cols["name"][i] == name:
-                    points.append(
-                        MetricPoint(
-                            cols["name"][i],
-                            cols["value"][i],
-                            cols["step"][i],
-                            cols["time"][i],
-                            rank[i],
-                        )
-                    )
+            values = cols.get("value", [])
+            distinct = cols.get("names", [])
+            index = cols.get("name", 0)
+            names = (
+                [distinct[i] for i in index]
+                if isinstance(index, list)
+                else [distinct[index]] * len(values)
+            )
+            times = [t / 1_000_000 for t in cols.get("time_us", [])]
+            ranks = cols.get("rank") or [None] * len(values)
+            rows = zip(names, values, cols["step"], times, ranks, strict=True)
+            if name is None:
+                points.extend(map(MetricPoint._make, rows))
+            else:
+                points.extend(MetricPoint._make(r) for r in rows if r[0] == name)
         return points
 
     def add_summary(self, run_id: str, **values: object) -> None:
