@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
     args = parser.parse_args()
-    calls, bulk, sync_points = (20_000, 100_000, 1000) if args.quick else (200_000, 1_000_000, 10_000)
+    calls, bulk, sync_points = (
+        (20_000, 100_000, 1000) if args.quick else (200_000, 1_000_000, 10_000)
+    )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         hot = [hot_path_ns(tmp, calls) for _ in range(args.repeats)]
@@ -144,7 +146,11 @@ def main() -> None:
     hot_ns = statistics.median(hot)
     rate = statistics.median(rates)
     rows = [
-        ["1. run.log() on the training thread", f"{hot_ns / 1000:.2f} µs per call", "target ≤ 2 µs"],
+        [
+            "1. run.log() on the training thread",
+            f"{hot_ns / 1000:.2f} µs per call",
+            "target ≤ 2 µs",
+        ],
         [
             f"2. {bulk:,} points until durable",
             f"{rate:,.0f} points/s; peak queue {max(peaks):,} (cap 1,000,000); "
