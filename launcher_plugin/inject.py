@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from torchx.specs import AppDef, macros
 from torchx.tracker.api import TrackerBase
 
-from trackers.backends.fsspec import FsspecTracker
+from launcher_plugin.secrets import SecretSpec
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
     ENV_TORCHX_PARENT_RUN_ID,
@@ -57,6 +57,7 @@ class TrackingPlan:
     parent_run_id: str | None
     trackers: dict[str, TrackerBase] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    secrets: list[SecretSpec] = field(default_factory=list)
 
     def run_id(self, app_id: str) -> str:
         """The run id of the submitted job (``job_id`` with the app id filled in)."""
@@ -75,9 +76,16 @@ def job_id_template(scheduler: str, session: str, cfg: Mapping[str, object]) -> 
 
 
 def job_config(name: str, tracker: TrackerBase, config: str | None) -> str | None:
-    """The config string a job gets for tracker ``name`` (absolute, and TorchX-readable)."""
-    if isinstance(tracker, FsspecTracker):
-        return tracker.job_config(torchx_compatible=name == TORCHX_FSSPEC_NAME)
+    """The config string a job gets for tracker ``name``.
+
+    A backend that can say how to reopen itself from another process (``job_config``: absolute
+    paths, the experiment pinned...) is asked; for the name ``fsspec`` the answer must also be
+    readable by TorchX's own fsspec factory. Other trackers get their config unchanged.
+    """
+    make = getattr(tracker, "job_config", None)
+    if callable(make):
+        made: str = make(torchx_compatible=name == TORCHX_FSSPEC_NAME)
+        return made
     return config
 
 
