@@ -43,6 +43,8 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import random
+import time
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -51,6 +53,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 
 from trackers._ids import decode_run_id, encode_run_id, record_name, record_sort_key
 from trackers.api import LineageTracker
+from trackers.errors import TrackerError
 from trackers.origin import record_origin
 from trackers.types import RUN_STATUSES, LinkedRun, MetricColumns, MetricPoint, RunStatus
 
@@ -64,6 +67,9 @@ LINKS = "links"
 METRICS = "metrics"
 SUMMARY = "summary"
 STATUS = "status"
+
+#: How many times a conditional write of a shared object is retried before giving up.
+CONDITIONAL_WRITE_ROUNDS = 25
 
 
 class RecordStoreTracker(LineageTracker):
@@ -123,12 +129,6 @@ class RecordStoreTracker(LineageTracker):
                 records.append(record)
         return records
 
-    def _read_lines(self, key: str) -> list[str] | None:
-        data = self._get_many([key])[0]
-        if data is None:
-            return None
-        return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
-
     # --- metadata and artifacts ---
     def add_metadata(self, run_id: str, **kwargs: object) -> None:
         self._write_record(run_id, METADATA, {"metadata": kwargs})
@@ -170,16 +170,46 @@ class RecordStoreTracker(LineageTracker):
                 {"kind": "descendant", "run_id": run_id, "artifact_name": artifact_name},
             )
 
+    def _read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """An object and a version token for :meth:`_put_if` (default: no versioning)."""
+        return self._get_many([key])[0], None
+
+    def _put_if(
+        self, run_id: str, key: str, data: bytes, version: str | None, *, exists: bool
+    ) -> bool:
+        """Write only if ``key`` is still at ``version`` (absent when not ``exists``).
+
+        ``False`` when someone else changed it first. The default cannot tell and just writes;
+        stores with conditional writes (S3's ``If-Match``/``If-None-Match``) override it.
+        """
+        self._put(run_id, key, data)
+        return True
+
     def _update_torchx_sources_file(
         self, run_id: str, source_id: str, artifact_name: str | None
     ) -> None:
+        """Add ``artifact_name`` to TorchX's ``sources/<b32(src)>`` file, the one shared object.
+
+        A read-modify-write, so it goes through :meth:`_put_if` and is retried when another
+        writer got there first. Our own ``links/`` records hold every link regardless.
+        """
         key = posixpath.join(self._run_dir(run_id), SOURCES, encode_run_id(source_id))
-        lines = self._read_lines(key)
         name = artifact_name or ""
-        if lines is not None and (not name or name in lines):
-            return
-        merged = [n for n in (lines or []) if n] + ([name] if name else [])
-        self._put(run_id, key, ("\n".join(merged) + "\n").encode("utf-8"))
+        for attempt in range(CONDITIONAL_WRITE_ROUNDS):
+            current, version = self._read_versioned(key)
+            lines = None if current is None else _lines(current)
+            if lines is not None and (not name or name in lines):
+                return  # already there (also when our own earlier attempt landed)
+            merged = [n for n in (lines or []) if n] + ([name] if name else [])
+            data = ("\n".join(merged) + "\n").encode("utf-8")
+            if self._put_if(run_id, key, data, version, exists=current is not None):
+                return
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise TrackerError(
+            f"{key}: TorchX's sources/ file kept changing under {CONDITIONAL_WRITE_ROUNDS} "
+            "conditional writes; the link itself is recorded (links/), only that file misses "
+            f"the artifact name {artifact_name!r}"
+        )
 
     def _links(self, run_id: str, kind: str) -> list[LinkedRun]:
         links = []
@@ -200,7 +230,7 @@ class RecordStoreTracker(LineageTracker):
             other = decode_run_id(name)
             if other is None or data is None:
                 continue
-            lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip()]
+            lines = _lines(data)
             if lines:
                 found.extend(LinkedRun(other, n) for n in lines)
             else:
@@ -299,6 +329,11 @@ class RecordStoreTracker(LineageTracker):
             if value in RUN_STATUSES:
                 found = value
         return found
+
+
+def _lines(data: bytes) -> list[str]:
+    """The non-empty lines of a TorchX link file."""
+    return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
 def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:

@@ -26,7 +26,7 @@ Options (query or mapping keys):
     check the bucket and the credentials when the tracker is built (one ``HeadBucket``), so a
     typo fails ``torchx run`` before anything is submitted; the tracker's ``strict`` attribute is
     then true.
-``retry_mode`` (standard), ``max_attempts`` (5), ``connect_timeout`` (5 s), ``read_timeout`` (20)
+``retry_mode`` (standard), ``max_attempts`` (5), ``connect_timeout`` (5 s), ``read_timeout`` (10)
     botocore's retries (``standard`` or ``adaptive``; attempts include the first, 1-20) and socket
     timeouts (0-300 s). A request that still fails raises :class:`~trackers.errors.TrackerError`
     naming the bucket, the key and the endpoint.
@@ -75,13 +75,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from trackers._ids import encode_run_id
 from trackers.backends.record_store import (
     ARTIFACTS,
     LINKS,
     METADATA,
     METRICS,
-    SOURCES,
     STATUS,
     SUMMARY,
     RecordStoreTracker,
@@ -103,8 +101,6 @@ CACHE_DIR = ".cache"
 CACHE_MIN_RECORDS = 32
 #: No cache object larger than this (it is read whole).
 CACHE_MAX_BYTES = 32 * 1024 * 1024
-#: Rounds of read + conditional write before ``add_source`` gives up on the ``sources/`` file.
-CONDITIONAL_WRITE_ROUNDS = 25
 
 # botocore's bucket-name check (S3-compatible stores allow more than AWS's 3-63 lowercase).
 _BUCKET = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
@@ -138,7 +134,7 @@ class S3Config:
     retry_mode: str = "standard"
     max_attempts: int = 5
     connect_timeout: float = 5.0
-    read_timeout: float = 20.0
+    read_timeout: float = 10.0
     max_workers: int = 16
     cache: bool = True
 
@@ -325,23 +321,25 @@ def _import(module: str) -> Any:
 
 def _make_client(config: S3Config) -> Any:
     """A boto3 S3 client for ``config`` (boto3 is imported here, not at package import)."""
-    boto3_session = _import("boto3.session")
-    botocore_config_module = _import("botocore.config")
+    boto3_session, botocore_config, botocore_exceptions = (
+        _import(name) for name in ("boto3.session", "botocore.config", "botocore.exceptions")
+    )
     try:
         session = boto3_session.Session(profile_name=config.profile, region_name=config.region)
-    except _import("botocore.exceptions").ProfileNotFound:
+    except botocore_exceptions.ProfileNotFound:
         raise TrackerConfigError(
             f"AWS profile {config.profile!r} not found in the AWS config files "
             "(AWS_CONFIG_FILE or ~/.aws/config, AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)"
         ) from None
-    botocore_config = botocore_config_module.Config(
-        retries={"mode": config.retry_mode, "max_attempts": config.max_attempts},
+    client_config = botocore_config.Config(
+        # total_max_attempts counts the first attempt too (botocore's max_attempts does not).
+        retries={"mode": config.retry_mode, "total_max_attempts": config.max_attempts},
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
         max_pool_connections=max(10, config.max_workers),
         user_agent_extra="torchx-lineage",
     )
-    return session.client("s3", endpoint_url=config.endpoint_url, config=botocore_config)
+    return session.client("s3", endpoint_url=config.endpoint_url, config=client_config)
 
 
 class S3Tracker(RecordStoreTracker):
@@ -451,15 +449,17 @@ class S3Tracker(RecordStoreTracker):
     def _dir_prefix(self, prefix: str) -> str:
         return f"{prefix}/" if prefix else ""
 
-    def _pages(self, prefix: str, delimiter: bool) -> Iterator[Mapping[str, Any]]:
-        """The ``list_objects_v2`` pages of everything directly (or all) under ``prefix``."""
-        kwargs: dict[str, str] = {"Bucket": self.bucket, "Prefix": self._dir_prefix(prefix)}
-        if delimiter:
-            kwargs["Delimiter"] = "/"
+    def _pages(self, prefix: str) -> Iterator[Mapping[str, Any]]:
+        """The ``list_objects_v2`` pages (1000 entries each) of what is directly under ``prefix``:
+        objects in ``Contents``, sub-directories in ``CommonPrefixes``."""
+        listing = self._dir_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
-        listing = kwargs["Prefix"]
-        pages = self._call("ListObjectsV2", listing, lambda: iter(paginator.paginate(**kwargs)))
-        while True:
+        pages = self._call(
+            "ListObjectsV2",
+            listing,
+            lambda: iter(paginator.paginate(Bucket=self.bucket, Prefix=listing, Delimiter="/")),
+        )
+        while True:  # each next() is one request, retried by botocore; errors made clear here
             page = self._call("ListObjectsV2", listing, lambda: next(pages, None))
             if page is None:
                 return
@@ -553,7 +553,7 @@ class S3Tracker(RecordStoreTracker):
     def _list_names(self, prefix: str) -> list[str]:
         start = len(self._dir_prefix(prefix))
         names = []
-        for page in self._pages(prefix, delimiter=True):
+        for page in self._pages(prefix):
             for obj in page.get("Contents", ()):
                 name = str(obj["Key"])[start:]
                 if name:  # not the directory marker itself
@@ -563,7 +563,7 @@ class S3Tracker(RecordStoreTracker):
     def _list_dirs(self, prefix: str) -> list[str]:
         start = len(self._dir_prefix(prefix))
         dirs = []
-        for page in self._pages(prefix, delimiter=True):
+        for page in self._pages(prefix):
             for common in page.get("CommonPrefixes", ()):
                 name = str(common["Prefix"])[start:].rstrip("/")
                 if name:
@@ -593,32 +593,22 @@ class S3Tracker(RecordStoreTracker):
         with self._lock:
             self._made_dirs.add(prefix)
 
-    # --- TorchX's sources/ file: the one shared object, changed with conditional writes ---
-    def _update_torchx_sources_file(
-        self, run_id: str, source_id: str, artifact_name: str | None
-    ) -> None:
-        key = posixpath.join(self._run_dir(run_id), SOURCES, encode_run_id(source_id))
-        name = artifact_name or ""
-        for attempt in range(CONDITIONAL_WRITE_ROUNDS):
-            current = self._get_object(key)
-            lines = None if current is None else _lines(current[0])
-            if lines is not None and (not name or name in lines):
-                return  # already there (also when our own earlier attempt landed)
-            merged = [n for n in (lines or []) if n] + ([name] if name else [])
-            data = ("\n".join(merged) + "\n").encode("utf-8")
-            condition = {"IfNoneMatch": "*"} if current is None else {"IfMatch": current[1]}
-            if self._put_if(key, data, condition):
-                return
-            # Someone else changed it between our read and our write: read again.
-            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
-        raise TrackerError(
-            f"PutObject s3://{self.bucket}/{key} (endpoint {self.endpoint}): the file kept "
-            f"changing under {CONDITIONAL_WRITE_ROUNDS} conditional writes; the link itself is "
-            "recorded (links/), only TorchX's sources/ file misses this artifact name"
-        )
+    # --- conditional writes for TorchX's sources/ file (the record store's one shared object) ---
+    def _read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        found = self._get_object(key)
+        return (None, None) if found is None else (found[0], found[1] or None)
 
-    def _put_if(self, key: str, data: bytes, condition: Mapping[str, str]) -> bool:
-        """A conditional PUT: ``True`` if written, ``False`` if the condition did not hold."""
+    def _put_if(
+        self, run_id: str, key: str, data: bytes, version: str | None, *, exists: bool
+    ) -> bool:
+        if not exists:
+            condition = {"IfNoneMatch": "*"}
+        elif version:
+            condition = {"IfMatch": version}
+        else:  # a store that sends no ETag cannot take If-Match
+            self._warn_conditional()
+            self._put_object(key, data)
+            return True
         client_error = _import("botocore.exceptions").ClientError
         try:
             self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **condition)
@@ -631,6 +621,11 @@ class S3Tracker(RecordStoreTracker):
                 raise self._failure("PutObject", key, e) from e
         except Exception as e:
             raise self._failure("PutObject", key, e) from e
+        self._warn_conditional()
+        self._put_object(key, data)
+        return True
+
+    def _warn_conditional(self) -> None:
         self._warn_once(
             "conditional",
             "%s does not support conditional writes (If-Match/If-None-Match); TorchX's "
@@ -638,8 +633,6 @@ class S3Tracker(RecordStoreTracker):
             "the same pair may drop an artifact name there (our links/ records keep all)",
             self.endpoint,
         )
-        self._put_object(key, data)
-        return True
 
     # --- the read cache ---
     def _cache_key(self, directory: str) -> str | None:
@@ -687,10 +680,6 @@ class S3Tracker(RecordStoreTracker):
             self._put_object(key, payload)
         except TrackerError as e:  # e.g. read-only credentials: reads work without it
             self._warn_once("cache", "could not write the read cache (reads still work): %s", e)
-
-
-def _lines(data: bytes) -> list[str]:
-    return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
 def create_tracker(config: str | None) -> S3Tracker:
