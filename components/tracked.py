@@ -38,6 +38,7 @@ def python(
     h: Optional[str] = None,
     num_replicas: int = 1,
     env: Optional[Dict[str, str]] = None,
+    max_retries: int = 0,
     parent_run_id: Optional[str] = None,
     strict: bool = False,
 ) -> specs.AppDef:
@@ -56,6 +57,8 @@ def python(
         h: a registered named resource (if specified takes precedence over cpu, gpu, memMB)
         num_replicas: number of copies to run (each on its own container)
         env: environment variables to set in the job
+        max_retries: how many times the scheduler may restart the job after a failure (on
+            Slurm, a requeue that keeps the run id: records go on into the same run)
         parent_run_id: run id (app handle) of the run this job derives from
         strict: make tracking failures inside the job fatal (TORCHX_TRACKER_STRICT=1)
     """
@@ -74,6 +77,7 @@ def python(
     )
     for role in app.roles:
         role.env.update(env or {})
+        role.max_retries = max_retries
     return _with_tracking(app, parent_run_id, strict)
 
 

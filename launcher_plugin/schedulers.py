@@ -7,22 +7,30 @@ builds gets two hooks (:func:`install_tracking_hooks`):
 
 * in ``_submit_dryrun``: validates and normalises the tracking env (:mod:`launcher_plugin.inject`)
   before the scheduler request is rendered, so ``--dryrun`` shows exactly what the job gets;
+* in ``_submit_dryrun`` too: secrets named with ``--tracker-secret`` are checked, kept out of
+  every role's env, and on Kubernetes added as Secret references (:mod:`launcher_plugin.secrets`);
 * in ``schedule``: creates the store root before submitting (TorchX's ``FsspecTracker`` refuses a
   missing root) and, once the app handle is known, writes the launch record.
+
+Slurm also gets a ``describe`` that works without accounting storage: TorchX's own (``sacct``)
+first, then ``squeue``/``scontrol`` (:mod:`launcher_plugin.slurm_status`), so ``torchx run
+--wait`` and ``torchx status`` work on clusters with ``accounting_storage/none``.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
+import subprocess
 from typing import Any
 
 from torchx.schedulers import DEFAULT_SCHEDULER_MODULES
-from torchx.schedulers.api import Scheduler
+from torchx.schedulers.api import DescribeAppResponse, Scheduler
 from torchx.specs import AppDef, AppDryRunInfo
 from torchx.specs.builders import make_app_handle
 
-from launcher_plugin import inject
+from launcher_plugin import inject, secrets, slurm_status
 from launcher_plugin.launch_record import write_launch_record
 from trackers.env import ENV_TORCHX_JOB_ID
 
@@ -46,11 +54,18 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
 
     def tracked_submit_dryrun(app: AppDef, cfg: Any) -> AppDryRunInfo[Any]:
         plan = inject.plan_tracking(app, name, scheduler.session_name, cfg)
+        plan.secrets = secrets.parse_secrets([], os.environ)
+        if plan.secrets:
+            secrets.check_secrets(plan.secrets, name, os.environ)
         inject.apply_plan(app, plan)
+        for role in app.roles:
+            secrets.strip_secret_values(role.env, plan.secrets)
         info: AppDryRunInfo[Any] = submit_dryrun(inject.escape_macros(app, plan, name), cfg)
         if name == "slurm":
             literal = frozenset(plan.env) - {ENV_TORCHX_JOB_ID}
             inject.slurm_carry_env(info.request, literal)
+        if name in secrets.KUBERNETES_SCHEDULERS:
+            secrets.add_kubernetes_secret_refs(info.request, plan.secrets)
         setattr(info, _PLAN_ATTR, plan)
         return info
 
@@ -69,6 +84,25 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
 
     scheduler._submit_dryrun = tracked_submit_dryrun
     scheduler.schedule = tracked_schedule
+    if name == "slurm":
+        describe = scheduler.describe
+        sacct_failed = False
+
+        def describe_without_accounting(app_id: str) -> DescribeAppResponse | None:
+            # TorchX's describe runs sacct, which fails without accounting storage
+            # (accounting_storage/none); then squeue/scontrol answer. After one failure this
+            # scheduler stops asking sacct (which prints its error on every `--wait` poll).
+            nonlocal sacct_failed
+            if not sacct_failed:
+                try:
+                    response: DescribeAppResponse | None = describe(app_id)
+                    return response
+                except (subprocess.CalledProcessError, OSError) as e:
+                    sacct_failed = True
+                    logger.debug("sacct failed (%s): describing with squeue/scontrol", e)
+            return slurm_status.describe_job(app_id)
+
+        scheduler.describe = describe_without_accounting
     return scheduler
 
 

@@ -1,14 +1,16 @@
 """Run the example pipeline (prepare -> train -> evaluate) as three tracked TorchX jobs.
 
-Each step is launched on the ``local_cwd`` scheduler with the ``lineage.python`` component::
+Each step is launched on the ``local_cwd`` scheduler (or ``--scheduler``) with the
+``lineage.python`` component::
 
     torchx run -s local_cwd --tracker TRACKER [--parent-run-id PREVIOUS_HANDLE] \\
         lineage.python --name STEP --script STEP.py -- --out WORKDIR/STEP --apprun APPRUN ...
 
 ``torchx run`` prints the app handle (``local_cwd://torchx/train-x1y2``) and waits for the local
-job. Each next step gets the previous step's handle as ``--parent-run-id`` (the launcher records
-the link) and as ``--dataset-run-id`` / ``--model-run-id`` (the step records it as the source of
-its input artifact). At the end the lineage tree of the first run is printed with::
+job; on any other scheduler the driver adds ``--wait`` (and ``-cfg SCHEDULER_ARGS`` when given).
+Each next step gets the previous step's handle as ``--parent-run-id`` (the launcher records the
+link) and as ``--dataset-run-id`` / ``--model-run-id`` (the step records it as the source of its
+input artifact). At the end the lineage tree of the first run is printed with::
 
     torchx tracker list lineage PREPARE_HANDLE --tracker TRACKER
 
@@ -16,6 +18,8 @@ Usage (from any directory; files go to ./pipeline-out, runs to ./torchx-runs)::
 
     python examples/pipeline/run_pipeline.py
     python examples/pipeline/run_pipeline.py --tracker fsspec=/tmp/runs --apprun torchx
+    python examples/pipeline/run_pipeline.py --scheduler slurm --scheduler-args time=10 \\
+        --tracker fsspec=/shared/runs --workdir /shared/pipeline-out
 
 Exit status: 0 if every step succeeded and the lineage could be listed, 1 otherwise.
 """
@@ -35,7 +39,7 @@ from pathlib import Path
 #: The directory of the step scripts (this file's directory).
 PIPELINE_DIR = Path(__file__).resolve().parent
 
-#: The scheduler every step runs on; the app handles it prints start with ``local_cwd://``.
+#: The default scheduler of every step; the app handles it prints start with ``local_cwd://``.
 SCHEDULER = "local_cwd"
 
 #: The tracked TorchX component that runs a Python script (``components/tracked.py``).
@@ -71,6 +75,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run prepare -> train -> evaluate as tracked TorchX jobs and print the "
         "lineage tree.",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=SCHEDULER,
+        help=f"TorchX scheduler every step runs on (default: {SCHEDULER}); on a scheduler that "
+        "is not local each step is launched with --wait. The job's files and the store must be "
+        "on a file system both this machine and the job see.",
+    )
+    parser.add_argument(
+        "-cfg",
+        "--scheduler-args",
+        default=None,
+        metavar="KEY=VALUE[,...]",
+        help="passed to every `torchx run` as -cfg (e.g. partition=debug,time=10)",
     )
     parser.add_argument(
         "--tracker",
@@ -117,11 +135,11 @@ def torchx_command(env: dict[str, str]) -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "torchx.cli.main"]
 
 
-def find_handle(stdout: str) -> str | None:
+def find_handle(stdout: str, scheduler: str = SCHEDULER) -> str | None:
     """The app handle ``torchx run`` printed: the first stdout line like ``local_cwd://...``."""
     for line in stdout.splitlines():
         line = line.strip()
-        if line.startswith(f"{SCHEDULER}://"):
+        if line.startswith(f"{scheduler}://"):
             return line
     return None
 
@@ -138,13 +156,20 @@ def run_step(
     env: dict[str, str],
     timeout: float,
     verbose: bool = False,
+    scheduler: str = SCHEDULER,
+    scheduler_args: str | None = None,
 ) -> StepResult:
     """Launch ``step`` with ``torchx run``, wait for it, and return its handle.
 
     Raises :class:`PipelineError` (with the step's stderr) if the job fails, times out or no
     handle was printed.
     """
-    cmd = [*torchx_command(env), "run", "-s", SCHEDULER, "--tracker", tracker]
+    cmd = [*torchx_command(env), "run", "-s", scheduler]
+    if not scheduler.startswith("local"):
+        cmd.append("--wait")  # torchx run waits only for local jobs by itself
+    if scheduler_args:
+        cmd += ["-cfg", scheduler_args]
+    cmd += ["--tracker", tracker]
     if parent_run_id:
         cmd += ["--parent-run-id", parent_run_id]
     cmd += [COMPONENT, "--name", step.name, "--script", str(step.script), "--", *step.args]
@@ -166,10 +191,10 @@ def run_step(
         ) from e
     if verbose:
         print(done.stderr, file=sys.stderr, end="")
-    handle = find_handle(done.stdout)
+    handle = find_handle(done.stdout, scheduler)
     if handle is None:
         raise PipelineError(
-            f"step {step.name!r}: torchx run printed no {SCHEDULER}:// app handle\n"
+            f"step {step.name!r}: torchx run printed no {scheduler}:// app handle\n"
             f"  stdout:\n{_tail(done.stdout)}\n  stderr:\n{_tail(done.stderr)}"
         )
     return StepResult(step.name, handle, time.monotonic() - start)
@@ -204,7 +229,16 @@ def run_pipeline(args: argparse.Namespace) -> list[StepResult]:
 
     def launch(step: Step) -> str:
         parent = results[-1].handle if results else None
-        result = run_step(step, args.tracker, parent, env, args.timeout, args.verbose)
+        result = run_step(
+            step,
+            args.tracker,
+            parent,
+            env,
+            args.timeout,
+            args.verbose,
+            args.scheduler,
+            args.scheduler_args,
+        )
         results.append(result)
         print(f"step {result.name}: {result.handle} (succeeded in {result.seconds:.1f} s)")
         return result.handle
@@ -219,7 +253,10 @@ def run_pipeline(args: argparse.Namespace) -> list[StepResult]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"pipeline: tracker {args.tracker}, apprun {args.apprun}, workdir {args.workdir}")
+    print(
+        f"pipeline: tracker {args.tracker}, apprun {args.apprun}, workdir {args.workdir}"
+        + ("" if args.scheduler == SCHEDULER else f", scheduler {args.scheduler}")
+    )
     try:
         results = run_pipeline(args)
         tree = list_lineage(results[0].handle, args.tracker, launch_env())
