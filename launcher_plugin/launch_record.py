@@ -4,7 +4,8 @@ A run is tracked even if the job never calls ``AppRun``. Keys are flat and prefi
 (flat keys map to MLflow params one to one):
 
 ``launch.run_id``, ``launch.scheduler``, ``launch.app_name``, ``launch.component``,
-``launch.component_args``, ``launch.roles`` (name, image, entrypoint, args, replicas of each role),
+``launch.component_args``, ``launch.roles`` (name, image, entrypoint, args, replicas of each
+role), ``launch.secrets`` (names and references of ``--tracker-secret`` vars, never values),
 ``launch.image``, ``launch.scheduler_cfg``, ``launch.user``, ``launch.host``, ``launch.time``
 (UTC, ISO 8601), ``launch.cwd``, ``launch.git_commit`` and ``launch.git_dirty`` (when the working
 directory is a git repository), ``launch.parent_run_id``.
@@ -103,6 +104,8 @@ def launch_metadata(
 def write_launch_record(plan: TrackingPlan, run_id: str, dryrun_info: AppDryRunInfo[Any]) -> None:
     """Write the launch record and the parent link into every tracker of ``plan``."""
     record = launch_metadata(run_id, dryrun_info, plan.parent_run_id)
+    if plan.secrets:
+        record["launch.secrets"] = [s.describe() for s in plan.secrets]
     for name, tracker in plan.trackers.items():
         try:
             tracker.add_metadata(run_id, **record)

@@ -18,6 +18,7 @@ from torchx.cli.cmd_run import CmdRun as TorchxCmdRun
 from torchx.cli.cmd_run import _parse_component_name_and_args
 
 from launcher_plugin.launch_record import launch_context
+from launcher_plugin.secrets import ENV_TORCHX_TRACKER_SECRETS, check_secrets, parse_secrets
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.env import (
     ENV_TORCHX_PARENT_RUN_ID,
@@ -65,6 +66,16 @@ class CmdRun(TorchxCmdRun):
             "--tracker fsspec=file:///data/runs. Overrides TORCHX_TRACKERS and .torchxconfig.",
         )
         subparser.add_argument(
+            "--tracker-secret",
+            dest="tracker_secrets",
+            action="append",
+            default=[],
+            metavar="VAR[=secret:NAME:KEY]",
+            help="env var the job needs for its trackers (e.g. MLFLOW_TRACKING_TOKEN), passed by "
+            "reference: from the launching environment (local_cwd, slurm) or a Kubernetes "
+            "Secret (VAR=secret:NAME:KEY); never written into the job spec. Repeatable.",
+        )
+        subparser.add_argument(
             "--parent-run-id",
             dest="parent_run_id",
             type=str,
@@ -78,6 +89,9 @@ class CmdRun(TorchxCmdRun):
             for name, config in trackers.items():
                 origin = f"--tracker {name}" if args.trackers else tracker_config_env_var_name(name)
                 create_tracker(name, config, origin=origin)  # fail before submitting anything
+            secret_specs = parse_secrets(args.tracker_secrets, os.environ)
+            if secret_specs:
+                check_secrets(secret_specs, args.scheduler, os.environ)
         except TrackerConfigError as e:
             logger.error("%s", e)
             sys.exit(1)
@@ -89,6 +103,8 @@ class CmdRun(TorchxCmdRun):
                     os.environ[tracker_config_env_var_name(name)] = config
         if args.parent_run_id:
             os.environ[ENV_TORCHX_PARENT_RUN_ID] = args.parent_run_id
+        if args.tracker_secrets:  # names only; the tracked schedulers read them from here
+            os.environ[ENV_TORCHX_TRACKER_SECRETS] = ",".join(args.tracker_secrets)
         component, component_args = _parse_component_name_and_args(
             args.component_name_and_args, self._subparser
         )
