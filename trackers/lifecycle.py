@@ -4,6 +4,10 @@ Installed once per process by ``AppRun.run_from_env()`` (for a run that has trac
 
 * ``atexit``: close the run (bounded flush, status SUCCEEDED unless a failure was seen first);
 * ``sys.excepthook``: an uncaught exception marks the run FAILED (``KeyboardInterrupt``: KILLED);
+* ``sys.exit``: a non-zero exit code marks the run FAILED (``SystemExit`` never reaches the
+  excepthook, and ``atexit`` cannot see the code). A ``raise SystemExit(n)`` written out in the
+  program, or ``os._exit``, bypasses this and the run is recorded SUCCEEDED (or stays RUNNING);
+  the scheduler's own final state is the reference then;
 * ``SIGTERM`` (what Slurm and Kubernetes send before killing a job): mark KILLED, flush within
   the shutdown timeout (from a helper thread, so a lock held by the interrupted code cannot
   hang the exit), then hand the signal on: to the handler that was installed before ours
@@ -22,7 +26,7 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from trackers.app_run import AppRun
@@ -53,6 +57,14 @@ def install(run: AppRun) -> None:
         previous_hook(kind, value, tb)
 
     sys.excepthook = excepthook
+    previous_exit = sys.exit
+
+    def exit_with_status(code: str | int | None = None) -> NoReturn:
+        if code not in (None, 0) and _installed_for is not None:
+            _installed_for.mark_exit("FAILED")
+        previous_exit(code)
+
+    sys.exit = exit_with_status
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
 

@@ -82,6 +82,24 @@ def test_uncaught_exception_records_failed(tmp_path: Path) -> None:
     assert len(store.metrics(RUN)) == 1
 
 
+@pytest.mark.parametrize(
+    ("code", "status"), [("1", "FAILED"), ("'bad input'", "FAILED"), ("0", "SUCCEEDED")]
+)
+def test_sys_exit_code_decides_the_status(tmp_path: Path, code: str, status: str) -> None:
+    proc = run_job(
+        tmp_path,
+        f"""
+        run = AppRun.run_from_env()
+        run.log({{"x": 1.0}}, step=0)
+        sys.exit({code})
+        """,
+    )
+    proc.wait(60)
+    store = create_tracker(str(tmp_path / "runs"))
+    assert store.status(RUN) == status
+    assert len(store.metrics(RUN)) == 1
+
+
 def test_sigterm_mid_run_keeps_every_point_and_the_users_handler(tmp_path: Path) -> None:
     marker = tmp_path / "handler-ran"
     proc = run_job(
