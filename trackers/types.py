@@ -87,9 +87,7 @@ class MetricColumns(Sequence[MetricPoint]):
         rows: Sequence[tuple[str, float, int | None, float, int | None]],
     ) -> MetricColumns:
         """Columns from ``(name, value, step, timestamp, rank)`` rows (or MetricPoints)."""
-        return MetricColumns(
-            *(list(map(itemgetter(i), rows)) for i in range(5))
-        )
+        return MetricColumns(*(list(map(itemgetter(i), rows)) for i in range(5)))
 
     def __len__(self) -> int:
         return len(self.values)
