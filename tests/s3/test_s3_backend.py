@@ -456,3 +456,40 @@ def test_store_without_conditional_writes_falls_back_with_a_warning(
     t.add_source(RUN, PARENT, "model")
     assert sources_file(store, RUN, PARENT) == ["dataset", "model"]
     assert caplog.text.count("does not support conditional writes") == 1
+
+
+# --- packs: what a writer stores a second time, together ---
+
+
+def test_a_fresh_reader_gets_packed_records_in_few_requests(
+    make_s3_tracker: Callable[..., Any], store: Store
+) -> None:
+    from trackers.backends.s3 import PACK_RECORDS
+
+    writer = make_s3_tracker()
+    n = PACK_RECORDS * 3 + 5
+    for i in range(n):
+        writer.add_metadata(RUN, **{f"k{i}": i})
+    assert len([k for k in store.keys() if "/.packs/metadata/" in k]) == 3
+    reader = make_s3_tracker()  # another process: nothing in memory
+    requests = Requests(reader)
+    md = reader.metadata(RUN)
+    assert md == {f"k{i}": i for i in range(n)}
+    # the absent read cache, three packs, and the five records not packed yet
+    assert requests.count("GetObject") == 1 + 3 + 5
+
+
+def test_packs_only_serve_listed_records(make_s3_tracker: Callable[..., Any], store: Store) -> None:
+    from trackers.backends.s3 import PACK_RECORDS
+
+    writer = make_s3_tracker()
+    for i in range(PACK_RECORDS):
+        writer.add_metadata(RUN, **{f"k{i}": i})
+    ghost = {"99999999999999999999-" + "e" * 32: '{"metadata": {"ghost": 1}}'}
+    key = f"{store.prefix}/{b32(RUN)}/.packs/metadata/00000000000000000001-" + "a" * 32
+    store.admin.put_object(
+        Bucket=store.bucket, Key=key, Body=json.dumps({"version": 1, "records": ghost})
+    )
+    store.admin.put_object(Bucket=store.bucket, Key=key + "x", Body=b"{broken")
+    md = make_s3_tracker().metadata(RUN)
+    assert "ghost" not in md and len(md) == PACK_RECORDS

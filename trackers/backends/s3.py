@@ -75,6 +75,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from trackers._ids import record_name
 from trackers.backends.record_store import (
     ARTIFACTS,
     LINKS,
@@ -101,6 +102,11 @@ CACHE_DIR = ".cache"
 CACHE_MIN_RECORDS = 32
 #: No cache object larger than this (it is read whole).
 CACHE_MAX_BYTES = 32 * 1024 * 1024
+#: ``<run>/.packs/<category>/<name>``: records a writer also stored together, a pack each.
+PACKS_DIR = ".packs"
+#: A tracker that has written this many records of one category of one run writes them again as
+#: one pack, so a first read costs one GET per pack instead of one per record.
+PACK_RECORDS = 64
 
 # botocore's bucket-name check (S3-compatible stores allow more than AWS's 3-63 lowercase).
 _BUCKET = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
@@ -359,6 +365,7 @@ class S3Tracker(RecordStoreTracker):
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._warned: set[str] = set()
+        self._unpacked: dict[str, dict[str, bytes]] = {}
         if config.strict:
             self.verify()
 
@@ -525,6 +532,8 @@ class S3Tracker(RecordStoreTracker):
     # --- storage primitives ---
     def _put(self, run_id: str, key: str, data: bytes) -> None:
         self._put_object(key, data)
+        if self.config.cache:
+            self._add_to_pack(key, data)
 
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -542,6 +551,9 @@ class S3Tracker(RecordStoreTracker):
             }
             for directory, members in groups.items():
                 found.update(self._read_cache(directory, members))
+                rest = [m for m in members if m not in found]
+                if len(rest) >= CACHE_MIN_RECORDS:
+                    found.update(self._read_packs(directory, rest))
         missing = [k for k in unique if k not in found]
         found.update(self._fetch(missing))
         fetched = set(missing)
@@ -635,51 +647,95 @@ class S3Tracker(RecordStoreTracker):
         )
 
     # --- the read cache ---
-    def _cache_key(self, directory: str) -> str | None:
-        """``<run>/.cache/<category>`` for ``<root>/<run>/<category>``, else ``None``."""
+    def _cache_key(self, directory: str, kind: str = CACHE_DIR) -> str | None:
+        """``<run>/<kind>/<category>`` for ``<root>/<run>/<category>``, else ``None``."""
         run_dir, category = posixpath.split(directory)
         if category not in CACHEABLE or posixpath.dirname(run_dir) != self.root:
             return None
-        return posixpath.join(run_dir, CACHE_DIR, category)
+        return posixpath.join(run_dir, kind, category)
+
+    # --- packs: records a writer stores a second time, together ---
+    def _add_to_pack(self, key: str, data: bytes) -> None:
+        directory, name = posixpath.split(key)
+        packs = self._cache_key(directory, PACKS_DIR)
+        if packs is None:
+            return
+        with self._lock:
+            pending = self._unpacked.setdefault(directory, {})
+            pending[name] = data
+            if len(pending) < PACK_RECORDS:
+                return
+            del self._unpacked[directory]
+        payload = _records_payload(pending)
+        if payload is None:
+            return
+        try:
+            self._put_object(posixpath.join(packs, record_name()), payload)
+        except TrackerError as e:  # the records themselves are stored; only reads get slower
+            self._warn_once("pack", "could not write a pack of records (reads still work): %s", e)
+
+    def _read_packs(self, directory: str, members: Sequence[str]) -> dict[str, bytes | None]:
+        """Listed ``members`` found in this category's packs (one LIST, one GET per pack)."""
+        packs = self._cache_key(directory, PACKS_DIR)
+        if packs is None:
+            return {}
+        keys = [posixpath.join(packs, n) for n in self._list_names(packs)]
+        wanted = {posixpath.basename(m): m for m in members}
+        found: dict[str, bytes | None] = {}
+        for key, data in self._fetch(keys).items():
+            for name, text in _parse_records(data, key, self.bucket).items():
+                if name in wanted:
+                    found[wanted[name]] = text.encode("utf-8")
+        return found
 
     def _read_cache(self, directory: str, members: Sequence[str]) -> dict[str, bytes | None]:
         key = self._cache_key(directory)
         data = self._get(key) if key is not None else None
-        if data is None:
-            return {}
-        try:
-            cached = json.loads(data)["records"]
-            if not isinstance(cached, dict):
-                raise TypeError("records is not a mapping")
-        except (ValueError, KeyError, TypeError) as e:
-            logger.info("ignoring unreadable read cache s3://%s/%s (%s)", self.bucket, key, e)
-            return {}
+        cached = _parse_records(data, key or "", self.bucket)
         found: dict[str, bytes | None] = {}
         for member in members:
             text = cached.get(posixpath.basename(member))
-            if isinstance(text, str):
+            if text is not None:
                 found[member] = text.encode("utf-8")
         return found
 
     def _write_cache(self, directory: str, records: Mapping[str, bytes | None]) -> None:
         key = self._cache_key(directory)
-        if key is None:
-            return
-        texts: dict[str, str] = {}
-        for member, data in records.items():
-            if data is None:
-                continue
-            try:
-                texts[posixpath.basename(member)] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                continue  # not ours: fetched one by one each time
-        payload = json.dumps({"version": 1, "records": texts}, ensure_ascii=False).encode()
-        if len(payload) > CACHE_MAX_BYTES:
+        payload = _records_payload(records) if key is not None else None
+        if key is None or payload is None:
             return
         try:
             self._put_object(key, payload)
         except TrackerError as e:  # e.g. read-only credentials: reads work without it
             self._warn_once("cache", "could not write the read cache (reads still work): %s", e)
+
+
+def _records_payload(records: Mapping[str, bytes | None]) -> bytes | None:
+    """A cache or pack object: ``{"version": 1, "records": {name: text}}`` (None if too big)."""
+    texts: dict[str, str] = {}
+    for member, data in records.items():
+        if data is None:
+            continue
+        try:
+            texts[posixpath.basename(member)] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # not ours: fetched one by one each time
+    payload = json.dumps({"version": 1, "records": texts}, ensure_ascii=False).encode()
+    return payload if len(payload) <= CACHE_MAX_BYTES else None
+
+
+def _parse_records(data: bytes | None, key: str, bucket: str) -> dict[str, str]:
+    """The records of a cache or pack object; empty (and logged) when it is unreadable."""
+    if data is None:
+        return {}
+    try:
+        records = json.loads(data)["records"]
+        if not isinstance(records, dict):
+            raise TypeError("records is not a mapping")
+    except (ValueError, KeyError, TypeError) as e:
+        logger.info("ignoring unreadable cache object s3://%s/%s (%s)", bucket, key, e)
+        return {}
+    return {k: v for k, v in records.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def create_tracker(config: str | None) -> S3Tracker:
