@@ -14,13 +14,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from torchx.cli.cmd_base import SubCommand
+from torchx.runner import get_runner
 from torchx.tracker.api import TrackerBase
 
 from launcher_plugin.cli.render import Output, render_lineage_tree, to_jsonable
+from launcher_plugin.reconcile import run_states
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
@@ -78,13 +80,39 @@ def _require_run(tracker: TrackerBase, run_id: str) -> None:
 
 
 def list_jobs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
-    """Run ids, optionally only the children of ``--parent-run-id``."""
+    """Run ids, optionally only the children of ``--parent-run-id``, optionally with status."""
     if args.parent_run_id:
         _require_run(tracker, args.parent_run_id)
         ids = tracker.run_ids(parent_run_id=args.parent_run_id)
     else:
         ids = tracker.run_ids()
-    return Output(data=list(ids), headers=["JOB ID"], rows=[[i] for i in ids])
+    if not args.status:
+        return Output(data=list(ids), headers=["JOB ID"], rows=[[i] for i in ids])
+    return _states_output(tracker, ids, write=False)
+
+
+def reconcile_runs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """Write the scheduler's final state into runs the tracker still has open."""
+    for run_id in args.RUN_ID:
+        _require_run(tracker, run_id)
+    return _states_output(tracker, args.RUN_ID or tracker.run_ids(), write=True)
+
+
+def _states_output(tracker: TrackerBase, run_ids: Sequence[str], *, write: bool) -> Output:
+    store = _lineage_tracker(tracker, "run status")
+    with get_runner() as runner:
+        states = run_states(store, runner, run_ids, write=write)
+    headers = ["JOB ID", "STATUS", "SCHEDULER"] + (["WRITTEN"] if write else [])
+    rows: list[list[object]] = [
+        [s.run_id, s.recorded or "", s.scheduler, *([s.written or ""] if write else [])]
+        for s in states
+    ]
+    data = [
+        {"run_id": s.run_id, "status": s.recorded, "scheduler": s.scheduler}
+        | ({"written": s.written} if write else {})
+        for s in states
+    ]
+    return Output(data=data, headers=headers, rows=rows)
 
 
 def list_metadata(tracker: TrackerBase, args: argparse.Namespace) -> Output:
@@ -174,6 +202,15 @@ def _args_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--parent-run-id", "--parent_run_id", dest="parent_run_id", help="only runs derived from it"
     )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="also show each run's recorded status and, for runs still open, the scheduler's",
+    )
+
+
+def _args_reconcile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("RUN_ID", nargs="*", help="runs to reconcile (default: every open run)")
 
 
 def _args_artifacts(p: argparse.ArgumentParser) -> None:
@@ -199,6 +236,21 @@ _SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None]
     "summary": (list_summary, _add_run_id, "show a run's summary values and status"),
 }
 
+#: ``torchx tracker reconcile``: a write, so not under ``list``.
+_RECONCILE = (reconcile_runs, _args_reconcile, "record the scheduler's final state of open runs")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--tracker",
+        type=_tracker_flag,
+        default=None,
+        metavar="NAME[=CONFIG]",
+        help="the store to use, e.g. fsspec=file:///data/runs "
+        "(default: the first configured tracker)",
+    )
+
 
 class CmdTracker(SubCommand):
     """``torchx tracker list ...``: query runs, metadata, artifacts and lineage."""
@@ -209,17 +261,14 @@ class CmdTracker(SubCommand):
         list_commands = list_parser.add_subparsers(title="list commands")
         for name, (handler, add_args, help_text) in _SUBCOMMANDS.items():
             p = list_commands.add_parser(name, help=help_text)
-            p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-            p.add_argument(
-                "--tracker",
-                type=_tracker_flag,
-                default=None,
-                metavar="NAME[=CONFIG]",
-                help="the store to read, e.g. fsspec=file:///data/runs "
-                "(default: the first configured tracker)",
-            )
+            _add_common(p)
             add_args(p)
             p.set_defaults(func=self._runner(handler))
+        handler, add_args, help_text = _RECONCILE
+        p = commands.add_parser("reconcile", help=help_text)
+        _add_common(p)
+        add_args(p)
+        p.set_defaults(func=self._runner(handler))
 
     def _runner(self, handler: Handler) -> Callable[[argparse.Namespace], None]:
         def run(args: argparse.Namespace) -> None:

@@ -1,0 +1,77 @@
+"""Terminal status for deaths a job cannot report, taken from the scheduler.
+
+SIGKILL, an OOM kill or a lost node leave a run's recorded status RUNNING (or unset, when the job
+never started ``AppRun``). The scheduler still knows how the job ended: ``torchx tracker list
+jobs --status`` shows both, and ``torchx tracker reconcile`` writes the scheduler's final state
+into the tracker (SUCCEEDED, FAILED, or KILLED for a cancelled job) with the metadata key
+``reconciled.from_scheduler``. Runs whose status is already terminal are never changed.
+
+Schedulers that forget finished jobs cannot answer: ``local_cwd`` knows only the jobs of the
+process that launched them, so its runs show ``UNKNOWN`` after ``torchx run`` exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from torchx.runner import Runner
+from torchx.specs import AppState
+
+from trackers.api import LineageTracker
+from trackers.types import RunStatus
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+#: A scheduler's final state as a run status.
+FINAL_STATES: dict[AppState, RunStatus] = {
+    AppState.SUCCEEDED: "SUCCEEDED",
+    AppState.FAILED: "FAILED",
+    AppState.CANCELLED: "KILLED",
+}
+OPEN_STATUSES: frozenset[RunStatus | None] = frozenset({None, "RUNNING"})
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's recorded status next to what the scheduler says."""
+
+    run_id: str
+    recorded: RunStatus | None
+    scheduler: str  # an AppState name, or UNKNOWN when the scheduler cannot tell
+    written: RunStatus | None = None
+
+
+def scheduler_state(runner: Runner, run_id: str) -> str:
+    """The scheduler's state of ``run_id`` (an app handle), ``UNKNOWN`` if it cannot tell."""
+    try:
+        status = runner.status(run_id)
+    except Exception as e:  # not a handle, scheduler unreachable, job forgotten...
+        logger.debug("no scheduler state for %s: %s", run_id, e)
+        return "UNKNOWN"
+    return status.state.name if status is not None else "UNKNOWN"
+
+
+def run_states(
+    tracker: LineageTracker, runner: Runner, run_ids: Iterable[str], *, write: bool
+) -> list[RunState]:
+    """Each run's recorded status and the scheduler's state (asked only for open runs).
+
+    With ``write``, a final scheduler state is recorded for runs still open in the tracker.
+    """
+    states = []
+    for run_id in run_ids:
+        recorded = tracker.status(run_id)
+        if recorded not in OPEN_STATUSES:
+            states.append(RunState(run_id, recorded, "-"))
+            continue
+        state = scheduler_state(runner, run_id)
+        final = FINAL_STATES.get(AppState[state]) if state in AppState.__members__ else None
+        if write and final is not None:
+            tracker.set_status(run_id, final)
+            tracker.add_metadata(run_id, **{"reconciled.from_scheduler": state})
+            states.append(RunState(run_id, recorded, state, final))
+        else:
+            states.append(RunState(run_id, recorded, state))
+    return states
