@@ -23,25 +23,23 @@ import argparse
 import gc
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import fsspec
 import torchx
+from _rows import OURS, TORCHX, RowResult  # benchmarks/ is sys.path[0] when run as a script
 from tabulate import tabulate
 from torchx.tracker.api import TrackerBase
 from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
 from trackers.backends.fsspec import create_tracker
 
-TORCHX = "torchx"
-OURS = "ours"
 IMPLS: tuple[str, str] = (TORCHX, OURS)
 LINEAGE_TARGET_S = 1.0
 
@@ -141,34 +139,6 @@ class Case:
     check: Callable[[str, Any], None]
     fresh_per_repeat: bool = False
     impls: tuple[str, ...] = IMPLS
-
-
-@dataclass
-class RowResult:
-    """The timings of one row: ``samples[impl]`` holds one duration (s) per repeat."""
-
-    label: str
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    note: dict[str, str] = field(default_factory=dict)
-
-    def median(self, impl: str) -> float | None:
-        times = self.samples.get(impl)
-        return statistics.median(times) if times else None
-
-    def ratio(self) -> float | None:
-        torchx_s, ours_s = self.median(TORCHX), self.median(OURS)
-        if torchx_s is None or ours_s is None or ours_s == 0:
-            return None
-        return torchx_s / ours_s
-
-    def noise(self) -> float | None:
-        """Half the (max - min) range over the median, in %, for the noisier tracker."""
-        spreads = [
-            (max(t) - min(t)) / (2 * statistics.median(t)) * 100
-            for t in self.samples.values()
-            if t and statistics.median(t) > 0
-        ]
-        return max(spreads) if spreads else None
 
 
 def prepare(case: Case, impl: str, scratch: Scratch) -> Store:

@@ -30,18 +30,17 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _rows import OURS, TORCHX, RowResult  # benchmarks/ is sys.path[0] when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
-TORCHX, OURS = "torchx", "ours"
 METADATA_TARGET = 5.0  # metadata(): TorchX time / ours, at least
 RUN_IDS_TARGET = 1.0  # run_ids(): not slower
 
@@ -85,29 +84,6 @@ def torchx_side(request: dict[str, Any]) -> dict[str, Any]:
 # --- our side ---
 
 
-@dataclass
-class Row:
-    label: str
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    note: dict[str, str] = field(default_factory=dict)
-
-    def median(self, impl: str) -> float | None:
-        times = self.samples.get(impl)
-        return statistics.median(times) if times else None
-
-    def ratio(self) -> float | None:
-        theirs, ours = self.median(TORCHX), self.median(OURS)
-        return None if theirs is None or not ours else theirs / ours
-
-    def noise(self) -> float | None:
-        spreads = [
-            (max(t) - min(t)) / (2 * statistics.median(t)) * 100
-            for t in self.samples.values()
-            if t and statistics.median(t) > 0
-        ]
-        return max(spreads) if spreads else None
-
-
 class Bench:
     def __init__(self, endpoint: str, n: int, runs: int, repeats: int) -> None:
         sys.path.insert(0, str(REPO))
@@ -148,7 +124,9 @@ class Bench:
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    def torchx_row(self, row: Row, check: Callable[[dict[str, Any]], None], **request: Any) -> None:
+    def torchx_row(
+        self, row: RowResult, check: Callable[[dict[str, Any]], None], **request: Any
+    ) -> None:
         if self.python is None:
             row.note[TORCHX] = "n/a (no s3fs venv)"
             return
@@ -161,12 +139,12 @@ class Bench:
         self.admin.put_object(Bucket=bucket, Key=f"{prefix}/", Body=b"")
         return f"{bucket}/{prefix}"
 
-    def rows(self) -> list[Row]:
+    def rows(self) -> list[RowResult]:
         n, rid = self.n, run_id(0)
-        write = Row(f"1. {n} add_metadata (one run)")
-        first = Row(f"2a. metadata() of that run, first read ({n} records)")
-        later = Row("2b. metadata() of that run, later reads")
-        listing = Row(f"3. run_ids() over {self.runs} runs")
+        write = RowResult(f"1. {n} add_metadata (one run)")
+        first = RowResult(f"2a. metadata() of that run, first read ({n} records)")
+        later = RowResult("2b. metadata() of that run, later reads")
+        listing = RowResult(f"3. run_ids() over {self.runs} runs")
 
         # rows 1 and 2: each tracker in a bucket of its own (moto lists by scanning a bucket)
         ours_bucket, torchx_bucket = self.bucket("bench-ours-w"), self.bucket("bench-torchx-w")
@@ -244,7 +222,7 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def report(rows: Sequence[Row], why: str) -> str:
+def report(rows: Sequence[RowResult], why: str) -> str:
     from tabulate import tabulate
 
     table = [
