@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import fsspec
-import yaml
 from fsspec.implementations.local import LocalFileSystem
 
 from trackers.backends.record_store import RecordStoreTracker
+from trackers.config_text import load_mapping_config
 from trackers.errors import TrackerConfigError
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -62,14 +62,8 @@ class FsspecConfig:
 
     @classmethod
     def _from_mapping(cls, text: str) -> FsspecConfig:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise TrackerConfigError(
-                f"not a valid YAML/JSON mapping ({e}); expected e.g. "
-                "{url: s3://bucket/runs, storage_options: {anon: false}}"
-            ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        data = load_mapping_config(text, "{url: s3://bucket/runs, storage_options: {anon: false}}")
+        if not isinstance(data.get("url"), str):
             raise TrackerConfigError(
                 "a mapping config needs a string 'url' key, e.g. {url: file:///data/runs}"
             )

@@ -100,12 +100,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from torchx.tracker.api import TrackerArtifact, TrackerSource
 
 from trackers._ids import record_name
 from trackers.api import LineageTracker
 from trackers.backends.record_store import dedupe_links
+from trackers.config_text import load_mapping_config
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.origin import global_rank
 from trackers.redact import redact
@@ -213,14 +213,7 @@ class MLflowConfig:
     @classmethod
     def _from_mapping(cls, text: str) -> MLflowConfig:
         example = '{uri: "http://host:5000", experiment: "my-experiment", upload_artifacts: true}'
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise TrackerConfigError(
-                f"not a valid YAML/JSON mapping ({e}); expected e.g. {example}"
-            ) from None
-        if not isinstance(data, dict):
-            raise TrackerConfigError(f"expected a mapping such as {example}")
+        data = load_mapping_config(text, example)
         unknown = sorted(str(k) for k in set(data) - set(_CONFIG_KEYS))
         if unknown:
             raise TrackerConfigError(

@@ -134,9 +134,13 @@ class RecordStoreTracker(LineageTracker):
         self._write_record(run_id, METADATA, {"metadata": kwargs})
 
     def metadata(self, run_id: str) -> Mapping[str, object]:
+        return self._merged(run_id, METADATA, "metadata")
+
+    def _merged(self, run_id: str, category: str, field: str) -> dict[str, object]:
+        """The ``field`` mappings of a category's records, merged in write order."""
         merged: dict[str, object] = {}
-        for record in self._read_records(run_id, METADATA):
-            values = record.get("metadata")
+        for record in self._read_records(run_id, category):
+            values = record.get(field)
             if isinstance(values, dict):
                 merged.update(values)
         return merged
@@ -310,12 +314,7 @@ class RecordStoreTracker(LineageTracker):
         self._write_record(run_id, SUMMARY, {"summary": values})
 
     def summary(self, run_id: str) -> Mapping[str, object]:
-        merged: dict[str, object] = {}
-        for record in self._read_records(run_id, SUMMARY):
-            values = record.get("summary")
-            if isinstance(values, dict):
-                merged.update(values)
-        return merged
+        return self._merged(run_id, SUMMARY, "summary")
 
     def set_status(self, run_id: str, status: RunStatus) -> None:
         if status not in RUN_STATUSES:

@@ -73,8 +73,6 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-import yaml
-
 from trackers._ids import record_name
 from trackers.backends.record_store import (
     ARTIFACTS,
@@ -85,6 +83,7 @@ from trackers.backends.record_store import (
     SUMMARY,
     RecordStoreTracker,
 )
+from trackers.config_text import load_mapping_config
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.redact import redact
 
@@ -159,16 +158,9 @@ class S3Config:
                 "{url: s3://BUCKET/PREFIX, endpoint_url: http://127.0.0.1:9000}"
             )
         if text.startswith("{"):
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise TrackerConfigError(
-                    f"not a valid YAML/JSON mapping ({_first_line(e)}); expected e.g. "
-                    "{url: s3://BUCKET/PREFIX, endpoint_url: http://127.0.0.1:9000}"
-                ) from None
-            if not isinstance(data, dict):
-                raise TrackerConfigError("expected a mapping such as {url: s3://BUCKET/PREFIX}")
-            options = {str(k): v for k, v in data.items()}
+            options = load_mapping_config(
+                text, "{url: s3://BUCKET/PREFIX, endpoint_url: http://127.0.0.1:9000}"
+            )
             url = options.pop("url", None)
             if not isinstance(url, str):
                 raise TrackerConfigError(
@@ -209,10 +201,6 @@ class S3Config:
                 continue
             values[name] = _OPTION_PARSERS[name](name, value)
         return cls(bucket=bucket, prefix=prefix, **values)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _split_url(url: str) -> tuple[str, str, str]:
