@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from typing import ClassVar
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
@@ -21,6 +22,9 @@ __all__ = ["LineageTracker"]
 
 class LineageTracker(TrackerBase):
     """A tracker that also records the reverse link (parent -> child), so lineage can go down."""
+
+    #: The name the backend is registered under in ``torchx.tracker`` (labels its spool).
+    registry_name: ClassVar[str] = ""
 
     # --- TorchX's interface (repeated here with exact signatures, for readers and mypy) ---
     @abstractmethod

@@ -11,7 +11,13 @@ It has every method of TorchX's ``torchx.tracker.api.AppRun`` (``run_from_env``,
   the env var and dropped, unless strict.
 * ``run_from_env()`` is a process-wide singleton as in TorchX, but :func:`reset_current_run`
   forgets it (TorchX's ``lru_cache`` cannot be reset and ignores later env changes).
-* Reads ask the first backend and fall over to the next if it fails.
+* Writes never wait for a store: each backend has its own delivery thread and spool
+  (:mod:`trackers.delivery`, :mod:`trackers.spool`), so a slow, hanging or unreachable backend
+  delays nothing but itself, and what it could not take stays in the spool for the next process
+  of the run or ``torchx tracker sync``. In strict mode a write waits for its first attempt on
+  every backend and raises its error (per tracker: a backend whose ``strict`` attribute is true).
+* Reads first wait (up to the shutdown timeout) for that backend's pending writes, so a run reads
+  its own writes; they ask the first backend and fall over to the next if it fails.
 * Metrics: ``log(metrics, step)`` only appends to a bounded queue; a background thread writes
   batches to every backend (:mod:`trackers.writer`). ``flush()``, ``close()`` and the context
   manager end it; ``run_from_env()`` also closes the run at exit and on SIGTERM, recording the
@@ -23,15 +29,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from torchx.tracker.api import AppRunTrackableSource, TrackerArtifact, TrackerBase
 
 from trackers import lifecycle
+from trackers._ids import record_name
 from trackers.api import LineageTracker
+from trackers.delivery import Delivery, is_transient
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
     ENV_TORCHX_PARENT_RUN_ID,
@@ -54,16 +65,20 @@ from trackers.lineage import linked_children, walk_lineage
 from trackers.origin import global_rank
 from trackers.registry import create_tracker
 from trackers.snapshot import environment_snapshot
+from trackers.spool import LINEAGE_OPS, Operation, spool_root
 from trackers.types import Direction, MetricPoint, RunLineage, RunStatus
 from trackers.writer import POLICIES, MetricQueue, Policy
 
 logger: logging.Logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-B = TypeVar("B", bound=TrackerBase)
 
 _current: AppRun | None = None
 _current_lock = threading.Lock()
+
+
+#: How a tracker was built: its name and config string (written into the spool, for ``sync``).
+TrackerRef = tuple[str, str | None]
 
 
 def trackers_from_env(
@@ -73,6 +88,13 @@ def trackers_from_env(
 
     A tracker that cannot be built is logged (naming the env var) and skipped, unless strict.
     """
+    return [tracker for _, tracker in named_trackers_from_env(environ, strict=strict)]
+
+
+def named_trackers_from_env(
+    environ: Mapping[str, str] | None = None, *, strict: bool | None = None
+) -> list[tuple[TrackerRef, TrackerBase]]:
+    """:func:`trackers_from_env`, each tracker with the name and config it was built from."""
     env = os.environ if environ is None else environ
     strict = strict_from_env(env) if strict is None else strict
     try:
@@ -86,7 +108,7 @@ def trackers_from_env(
     for name in names:
         var = tracker_config_env_var_name(name)
         try:
-            trackers.append(create_tracker(name, env.get(var), origin=var))
+            trackers.append(((name, env.get(var)), create_tracker(name, env.get(var), origin=var)))
         except TrackerError as e:
             if strict:
                 raise
@@ -104,6 +126,7 @@ class RunSettings:
     flush_interval: float = 1.0
     shutdown_timeout: float = 30.0
     capture_tensorboard: bool = False
+    spool_dir: Path | None = field(default_factory=spool_root)
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> RunSettings:
@@ -124,6 +147,7 @@ class RunSettings:
             flush_interval=number_from_env(ENV_TORCHX_TRACKER_FLUSH_INTERVAL, 1.0, env),
             shutdown_timeout=number_from_env(ENV_TORCHX_TRACKER_SHUTDOWN_TIMEOUT, 30.0, env),
             capture_tensorboard=bool_from_env(ENV_TORCHX_TRACKER_CAPTURE_TENSORBOARD, env),
+            spool_dir=spool_root(env),
         )
 
 
@@ -137,6 +161,9 @@ class AppRun:
         strict: raise tracking failures instead of logging them.
         settings: metric queue, rank and shutdown settings.
         rank: this process's global rank (from ``RANK``/``SLURM_PROCID``...; ``None``: unknown).
+        refs: how each backend was built (name, config), in the order of ``backends``; labels
+            its spool. Missing entries are derived from the backend (registered name, and
+            ``job_config()`` where it has one).
     """
 
     id: str
@@ -144,14 +171,23 @@ class AppRun:
     strict: bool = False
     settings: RunSettings = field(default_factory=RunSettings)
     rank: int | None = field(default_factory=global_rank)
+    refs: list[TrackerRef] = field(default_factory=list)
     _reported: set[tuple[int, str, str]] = field(default_factory=set, repr=False, compare=False)
     _queue: MetricQueue | None = field(default=None, repr=False, compare=False)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _exit_status: RunStatus | None = field(default=None, repr=False, compare=False)
     _closed: bool = field(default=False, repr=False, compare=False)
+    _deliveries: dict[int, Delivery] = field(default_factory=dict, repr=False, compare=False)
+    _deliveries_lock: threading.Lock = field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.backends = list(self.backends)
+        self.refs = [
+            self.refs[i] if i < len(self.refs) else tracker_ref(b)
+            for i, b in enumerate(self.backends)
+        ]
         self._lineage_backends = [b for b in self.backends if isinstance(b, LineageTracker)]
         self._logs_metrics = bool(self._lineage_backends) and (
             self.settings.all_ranks or self.rank in (None, 0)
@@ -187,11 +223,13 @@ class AppRun:
                 raise
             logger.exception("tracking: using default settings")
             settings = RunSettings()
+        named = named_trackers_from_env(env, strict=strict)
         run = AppRun(
             id=env.get(ENV_TORCHX_JOB_ID, UNDEFINED_JOB_ID),
-            backends=trackers_from_env(env, strict=strict),
+            backends=[tracker for _, tracker in named],
             strict=strict,
             settings=settings,
+            refs=[ref for ref, _ in named],
         )
         parent = env.get(ENV_TORCHX_PARENT_RUN_ID)
         if parent and run.backends:
@@ -225,8 +263,13 @@ class AppRun:
         (self._queue or self._start_queue()).put_summary(values)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every point logged so far is stored; ``False`` if ``timeout`` ran out."""
-        return self._queue.flush(timeout) if self._queue is not None else True
+        """Wait until everything logged and written so far is stored in every backend;
+        ``False`` if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        flushed = self._queue.flush(timeout) if self._queue is not None else True
+        for delivery in list(self._deliveries.values()):
+            flushed = delivery.flush(_left(deadline)) and flushed
+        return flushed
 
     def mark_exit(self, status: RunStatus) -> None:
         """Remember how the process is ending (used by the exit hooks; the first one wins)."""
@@ -243,16 +286,40 @@ class AppRun:
         self._closed = True
         final: RunStatus = status or self._exit_status or "SUCCEEDED"
         limit = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         queue = self._queue
         if queue is not None and not queue.close(limit):
             logger.error(
-                "tracking: run %s closed with %d metric points not yet written after %.0f s",
+                "tracking: run %s closed with %d metric points not yet handed to the trackers "
+                "after %g s; they are lost",
                 self.id,
                 queue.queued,
                 limit,
             )
         if self.backends and (self.rank in (None, 0) or final in ("FAILED", "KILLED")):
-            self._set_status(final)
+            self._set_status(final, wait=False)  # bounded by the shutdown limit, even if strict
+        for i, delivery in sorted(self._deliveries.items()):
+            left = delivery.close(_left(deadline))
+            if left and delivery.spool_dir is not None:
+                logger.error(
+                    "tracking: run %s: %d record(s) not delivered to %r within the shutdown "
+                    "limit (%g s); they are kept in %s. Deliver them with: torchx tracker sync %s",
+                    self.id,
+                    left,
+                    self.backends[i],
+                    limit,
+                    delivery.spool_dir,
+                    shlex.quote(self.id),
+                )
+            elif left:
+                logger.error(
+                    "tracking: run %s: %d record(s) not delivered to %r within the shutdown "
+                    "limit (%g s) are lost: the spool is off (TORCHX_TRACKER_SPOOL_DIR)",
+                    self.id,
+                    left,
+                    self.backends[i],
+                    limit,
+                )
 
     def __enter__(self) -> AppRun:
         return self
@@ -275,30 +342,30 @@ class AppRun:
             return self._queue
 
     def _write_batch(self, points: Sequence[MetricPoint], summary: Mapping[str, object]) -> None:
-        for backend in self._lineage_backends:
-            if points:
-                self._call(backend, "add_metrics", lambda b: b.add_metrics(self.id, points))
-            if summary:
-                self._call(backend, "add_summary", lambda b: b.add_summary(self.id, **summary))
+        if points:
+            self._submit("add_metrics", points=points)
+        if summary:
+            self._submit("add_summary", values=dict(summary))
 
-    def _set_status(self, status: RunStatus) -> None:
-        for backend in self._lineage_backends:
-            self._call(backend, "set_status", lambda b: b.set_status(self.id, status))
+    def _set_status(self, status: RunStatus, *, wait: bool | None = None) -> None:
+        self._submit("set_status", wait=wait, status=status)
 
-    # --- writes: every backend, each isolated ---
+    # --- writes: every backend, each from its own delivery thread ---
     def add_metadata(self, **kwargs: object) -> None:
         """Record metadata for this run (a key written again later wins)."""
-        self._each("add_metadata", lambda b: b.add_metadata(self.id, **kwargs))
+        self._submit("add_metadata", values=kwargs)
 
     def add_artifact(
         self, name: str, path: str, metadata: Mapping[str, object] | None = None
     ) -> None:
         """Record artifact ``name`` stored at ``path`` with optional ``metadata``."""
-        self._each("add_artifact", lambda b: b.add_artifact(self.id, name, path, metadata))
+        self._submit(
+            "add_artifact", name=name, path=path, metadata=dict(metadata) if metadata else None
+        )
 
     def add_source(self, source_id: str, artifact_name: str | None = None) -> None:
         """Record that this run was derived from ``source_id`` (another run or any entity)."""
-        self._each("add_source", lambda b: b.add_source(self.id, source_id, artifact_name))
+        self._submit("add_source", source_id=source_id, artifact_name=artifact_name)
 
     # --- reads: the first backend that answers ---
     def job_id(self) -> str:
@@ -353,21 +420,41 @@ class AppRun:
     def _sibling(self, run_id: str) -> AppRun:
         return AppRun(run_id, self.backends, strict=self.strict)
 
-    def _each(self, op: str, call: Callable[[TrackerBase], object]) -> None:
-        for backend in self.backends:
-            self._call(backend, op, call)
+    def _submit(self, kind: str, *, wait: bool | None = None, **args: Any) -> None:
+        """Hand one write to every backend that takes it; strict ones wait for the attempt
+        (``wait`` overrides that)."""
+        op = Operation(record_name(), kind, args)
+        for i, backend in enumerate(self.backends):
+            if kind in LINEAGE_OPS and not isinstance(backend, LineageTracker):
+                continue
+            strict = self.strict or getattr(backend, "strict", False) is True
+            self._delivery(i).submit(op, wait=strict if wait is None else wait)
 
-    def _call(self, backend: B, op: str, call: Callable[[B], object]) -> None:
-        try:
-            call(backend)
-        except Exception as e:
-            if self.strict:
-                raise
-            self._report(backend, op, e)
+    def _delivery(self, index: int) -> Delivery:
+        delivery = self._deliveries.get(index)
+        if delivery is None:
+            with self._deliveries_lock:
+                delivery = self._deliveries.get(index)
+                if delivery is None:
+                    backend = self.backends[index]
+                    name, config = self.refs[index]
+                    delivery = Delivery(
+                        backend,
+                        self.id,
+                        name=name,
+                        config=config,
+                        spool=self.settings.spool_dir,
+                        on_error=lambda kind, e: self._report(backend, kind, e),
+                    )
+                    self._deliveries[index] = delivery
+        return delivery
 
     def _first(self, op: str, call: Callable[[TrackerBase], T], default: T) -> T:
         last_error: Exception | None = None
-        for backend in self.backends:
+        for i, backend in enumerate(self.backends):
+            delivery = self._deliveries.get(i)
+            if delivery is not None:  # read this run's own writes (unless they cannot arrive)
+                delivery.flush(self.settings.shutdown_timeout, unless_down=True)
             try:
                 return call(backend)
             except Exception as e:
@@ -385,15 +472,34 @@ class AppRun:
             logger.debug("%s failed again on %r: %s", op, backend, error)
             return
         self._reported.add(key)
+        what = (
+            "kept in the spool and retried until the tracker is back"
+            if is_transient(error)
+            else "skipped"
+        )
         logger.error(
-            "tracking: %s failed on %r for run %s (further %s errors of this kind are logged "
-            "at debug level; set TORCHX_TRACKER_STRICT=1 to make them fatal)",
+            "tracking: %s failed on %r for run %s: %s; %s (further %s errors of this kind are "
+            "logged at debug level; set TORCHX_TRACKER_STRICT=1 to make them fatal)",
             op,
             backend,
             self.id,
+            error,
+            what,
             type(error).__name__,
             exc_info=error,
         )
+
+
+def tracker_ref(tracker: TrackerBase) -> TrackerRef:
+    """How to build ``tracker`` again: its registered name and ``job_config()`` if it has one."""
+    name = getattr(tracker, "registry_name", "") or type(tracker).__name__
+    make_config = getattr(tracker, "job_config", None)
+    config = make_config(False) if callable(make_config) else None
+    return name, config if isinstance(config, str) else None
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def current_run() -> AppRun:

@@ -29,6 +29,9 @@ Our additions (TorchX ignores them), all read in the job:
     Seconds the exit-time flush may take (default 30).
 ``TORCHX_TRACKER_CAPTURE_TENSORBOARD``
     ``1``: ``torch.utils.tensorboard`` ``SummaryWriter.add_scalar(s)`` calls are also logged.
+``TORCHX_TRACKER_SPOOL_DIR``
+    Where writes wait until their backend has taken them (default
+    ``~/.cache/torchx-lineage/spool``; ``off``: in memory only). See :mod:`trackers.spool`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "ENV_TORCHX_TRACKER_FLUSH_INTERVAL",
     "ENV_TORCHX_TRACKER_MAX_QUEUED",
     "ENV_TORCHX_TRACKER_SHUTDOWN_TIMEOUT",
+    "ENV_TORCHX_TRACKER_SPOOL_DIR",
     "ENV_TORCHX_TRACKER_STRICT",
     "bool_from_env",
     "number_from_env",
@@ -74,6 +78,7 @@ ENV_TORCHX_TRACKER_BACKPRESSURE = "TORCHX_TRACKER_BACKPRESSURE"
 ENV_TORCHX_TRACKER_FLUSH_INTERVAL = "TORCHX_TRACKER_FLUSH_INTERVAL"
 ENV_TORCHX_TRACKER_SHUTDOWN_TIMEOUT = "TORCHX_TRACKER_SHUTDOWN_TIMEOUT"
 ENV_TORCHX_TRACKER_CAPTURE_TENSORBOARD = "TORCHX_TRACKER_CAPTURE_TENSORBOARD"
+ENV_TORCHX_TRACKER_SPOOL_DIR = "TORCHX_TRACKER_SPOOL_DIR"
 
 #: The job id TorchX's ``AppRun.run_from_env`` uses when the process was not launched by TorchX.
 UNDEFINED_JOB_ID = "<UNDEFINED>"

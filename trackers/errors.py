@@ -7,6 +7,14 @@ class TrackerError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class BackendUnavailable(TrackerError):
+    """The store cannot be reached now (refused, timed out, 5xx after retries): try again later.
+
+    The delivery worker keeps an operation that failed with this (or an ``OSError``) in the spool
+    and retries it; any other error means the operation itself is at fault and it is dropped.
+    """
+
+
 class TrackerConfigError(TrackerError, ValueError):
     """A tracker name or config string cannot be used (names the env var or flag and the form)."""
 

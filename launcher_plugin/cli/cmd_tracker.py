@@ -1,5 +1,8 @@
 """``torchx tracker list {jobs,metadata,artifacts,lineage,metrics,summary}``: TorchX's, and more.
 
+Also ``torchx tracker reconcile`` (the scheduler's final state into open runs) and ``torchx
+tracker sync [RUN_ID | --all]`` (deliver what jobs left in the spool, :mod:`trackers.sync`).
+
 Every subcommand takes ``--format table|json|csv`` and ``--tracker NAME[=CONFIG]`` to choose the
 store. Without ``--tracker`` the first configured tracker is used (``TORCHX_TRACKERS`` or
 ``.torchxconfig``, as TorchX does); with nothing configured, the default fsspec store
@@ -26,11 +29,13 @@ from launcher_plugin.reconcile import run_states
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
-from trackers.env import tracker_config_env_var_name
+from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR, tracker_config_env_var_name
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.lineage import walk_lineage
 from trackers.redact import redact
 from trackers.registry import create_tracker
+from trackers.spool import spool_root
+from trackers.sync import sync_spool
 from trackers.types import Direction
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -240,6 +245,51 @@ _SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None]
 _RECONCILE = (reconcile_runs, _args_reconcile, "record the scheduler's final state of open runs")
 
 
+def sync_spooled(args: argparse.Namespace) -> Output:
+    """Deliver what jobs left in the spool (``torchx tracker sync``)."""
+    if bool(args.RUN_ID) == bool(args.all):
+        raise CliError("sync needs a RUN_ID or --all (not both)")
+    root = Path(args.spool_dir).expanduser() if args.spool_dir else spool_root(os.environ)
+    if root is None:
+        raise CliError(
+            f"the spool is turned off ({ENV_TORCHX_TRACKER_SPOOL_DIR}); pass --spool-dir"
+        )
+    configs = {spec.name: spec.config for spec in args.tracker or []}
+    results = sync_spool(root, args.RUN_ID, configs=configs)
+    if args.RUN_ID and not results:
+        raise CliError(f"nothing spooled for run {args.RUN_ID!r} under {root}")
+    rows: list[list[object]] = [
+        [r.run_id, r.tracker, r.delivered, r.skipped, "?" if r.left < 0 else r.left, r.note]
+        for r in results
+    ]
+    output = Output(
+        data=[r.__dict__ for r in results],
+        headers=["JOB ID", "TRACKER", "DELIVERED", "SKIPPED", "LEFT", "NOTE"],
+        rows=rows,
+    )
+    output.failed = any(r.left != 0 for r in results)
+    return output
+
+
+def _args_sync(p: argparse.ArgumentParser) -> None:
+    p.add_argument("RUN_ID", nargs="?", help="the run whose spooled records to deliver")
+    p.add_argument("--all", action="store_true", help="every run in the spool")
+    p.add_argument(
+        "--spool-dir",
+        help=f"the spool to read (default: {ENV_TORCHX_TRACKER_SPOOL_DIR}, else "
+        "~/.cache/torchx-lineage/spool)",
+    )
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--tracker",
+        type=_tracker_flag,
+        action="append",
+        metavar="NAME=CONFIG",
+        help="reach tracker NAME under another config from here (default: the config the job "
+        "used, from the spool); repeatable",
+    )
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument(
@@ -269,6 +319,19 @@ class CmdTracker(SubCommand):
         _add_common(p)
         add_args(p)
         p.set_defaults(func=self._runner(handler))
+        p = commands.add_parser("sync", help="deliver records jobs left in the spool")
+        _args_sync(p)
+        p.set_defaults(func=self._sync)
+
+    def _sync(self, args: argparse.Namespace) -> None:
+        try:
+            result = sync_spooled(args)
+        except (CliError, TrackerError) as e:
+            print(f"torchx tracker: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(result.render(args.format))
+        if result.failed:
+            sys.exit(1)
 
     def _runner(self, handler: Handler) -> Callable[[argparse.Namespace], None]:
         def run(args: argparse.Namespace) -> None:

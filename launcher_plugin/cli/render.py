@@ -22,6 +22,8 @@ class Output:
     headers: list[str] = field(default_factory=list)
     rows: list[list[object]] = field(default_factory=list)
     text: str | None = None
+    #: The command did not do all it was asked (exit status 1 after printing).
+    failed: bool = False
 
     def render(self, fmt: str) -> str:
         """The output in ``fmt``: ``table`` (or the text block), ``json`` or ``csv``."""

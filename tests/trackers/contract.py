@@ -192,6 +192,44 @@ class TrackerContract:
         assert got[:2] == points[:2]
         assert got[2].value != got[2].value and got[2].step == 3
 
+    def test_steps_going_back_after_a_resume_are_kept_in_write_order(
+        self, tracker: LineageTracker, make_tracker: Callable[[], LineageTracker]
+    ) -> None:
+        before = [MetricPoint("loss", 1.0 - i / 10, i, 1000.0 + i) for i in range(10)]
+        tracker.add_metrics(RUN, before)
+        # The job restarts from its step-5 checkpoint: same run id, a new process.
+        after = [MetricPoint("loss", 0.7 - i / 100, i, 2000.0 + i) for i in range(5, 10)]
+        make_tracker().add_metrics(RUN, after)
+        assert tracker.metrics(RUN, "loss") == before + after
+
+    def test_an_operation_delivered_twice_is_stored_once(self, tracker: LineageTracker) -> None:
+        from trackers.spool import Operation
+
+        ops = [
+            Operation("00000000000000001000-a1", "add_metadata", {"values": {"lr": 0.1}}),
+            Operation(
+                "00000000000000002000-a2",
+                "add_metrics",
+                {"points": [MetricPoint("loss", 0.5, 1, 2.0), MetricPoint("loss", 0.4, 2, 2.5)]},
+            ),
+            Operation(
+                "00000000000000003000-a3",
+                "add_artifact",
+                {"name": "model", "path": "/m.pt", "metadata": {"epoch": 1}},
+            ),
+            Operation("00000000000000004000-a4", "add_source", {"source_id": PARENT}),
+            Operation("00000000000000005000-a5", "add_summary", {"values": {"best": 0.9}}),
+            Operation("00000000000000006000-a6", "set_status", {"status": "SUCCEEDED"}),
+        ]
+        for op in ops + ops:  # a replay after the first delivery went through unacknowledged
+            op.apply(tracker, RUN)
+        assert [(p.step, p.value) for p in tracker.metrics(RUN)] == [(1, 0.5), (2, 0.4)]
+        assert tracker.metadata(RUN) == {"lr": 0.1}
+        assert list(tracker.artifacts(RUN)) == ["model"]
+        assert [s.source_run_id for s in tracker.sources(RUN)] == [PARENT]
+        assert tracker.summary(RUN) == {"best": 0.9}
+        assert tracker.status(RUN) == "SUCCEEDED"
+
     def test_metrics_of_unknown_run_are_empty(self, tracker: LineageTracker) -> None:
         tracker.add_metrics(RUN, [])
         assert tracker.metrics("local_cwd://torchx/nope") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from torchx.tracker.api import TrackerArtifact, TrackerSource
 
-from trackers import AppRun, TrackerConfigError
+from trackers import AppRun, RunSettings, TrackerConfigError
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import create_tracker
 from trackers.types import LinkedRun, MetricPoint, RunStatus
@@ -19,14 +20,15 @@ PARENT = "local_cwd://torchx/prepare-1"
 
 
 class BrokenTracker(LineageTracker):
-    """Every call fails, as an unreachable server would."""
+    """Every call fails: by default as an unreachable server would (a transient error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception | None = None) -> None:
         self.calls = 0
+        self.error = error or ConnectionError("store unreachable")
 
     def _fail(self) -> None:
         self.calls += 1
-        raise ConnectionError("store unreachable")
+        raise self.error
 
     def add_artifact(
         self, run_id: str, name: str, path: str, metadata: Mapping[str, object] | None = None
@@ -131,23 +133,50 @@ def test_writes_fan_out_to_every_backend(tmp_path: Path) -> None:
     run = AppRun(RUN, [a, b])
     run.add_metadata(lr=0.1)
     run.add_artifact("model", "/m.pt", {"epoch": 2})
+    assert run.flush(timeout=10)
     assert a.metadata(RUN) == b.metadata(RUN) == {"lr": 0.1}
     assert a.artifacts(RUN)["model"].path == b.artifacts(RUN)["model"].path == "/m.pt"
 
 
-def test_a_failing_backend_does_not_stop_the_others(
+def test_an_unreachable_backend_does_not_stop_the_others_and_keeps_its_records(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broken, good = BrokenTracker(), create_tracker(str(tmp_path))
-    run = AppRun(RUN, [broken, good])
+    broken, good = BrokenTracker(), create_tracker(str(tmp_path / "store"))
+    spool = tmp_path / "spool"
+    run = AppRun(RUN, [broken, good], settings=RunSettings(spool_dir=spool))
     with caplog.at_level(logging.ERROR):
         for i in range(5):
             run.add_metadata(step=i)
+        assert not run.flush(timeout=1)  # the broken one never takes them
     assert good.metadata(RUN) == {"step": 4}
-    assert broken.calls == 5
+    assert broken.calls >= 2  # the first record is retried, the rest wait behind it
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1  # logged once with its cause, not once per call
-    assert "store unreachable" in str(errors[0].exc_info[1]) if errors[0].exc_info else False
+    assert len(errors) == 1  # logged once with its cause, not once per attempt
+    assert "store unreachable" in errors[0].getMessage()
+    assert "kept in the spool and retried" in errors[0].getMessage()
+    run.close(timeout=0.5)
+    kept = [p for p in spool.rglob("*.jsonl") if "BrokenTracker" in p.parent.name]
+    assert len(kept) == 1
+    ops = [json.loads(line) for line in kept[0].read_text().splitlines()[1:]]
+    assert [op["args"]["values"] for op in ops if op["op"] == "add_metadata"] == [
+        {"step": i} for i in range(5)
+    ]
+
+
+def test_a_record_the_backend_rejects_is_skipped_once_and_the_rest_delivered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rejecting = BrokenTracker(ValueError("param 'step' cannot change"))
+    run = AppRun(RUN, [rejecting], settings=RunSettings(spool_dir=tmp_path))
+    with caplog.at_level(logging.ERROR):
+        for i in range(5):
+            run.add_metadata(step=i)
+        assert run.flush(timeout=10)
+    assert rejecting.calls == 5  # each tried once, none retried
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "skipped" in errors[0].getMessage()
+    run.close()
+    assert not list(tmp_path.rglob("*.jsonl"))  # nothing left to deliver
 
 
 def test_reads_fall_over_to_the_next_backend(tmp_path: Path) -> None:
@@ -160,6 +189,18 @@ def test_strict_mode_raises(tmp_path: Path) -> None:
     run = AppRun(RUN, [BrokenTracker()], strict=True)
     with pytest.raises(ConnectionError):
         run.add_metadata(a=1)
+    run.close(timeout=0)
+
+
+def test_a_strict_tracker_raises_while_the_others_stay_lenient(tmp_path: Path) -> None:
+    strict = BrokenTracker()
+    strict.strict = True  # type: ignore[attr-defined]
+    lenient = BrokenTracker()
+    with pytest.raises(ConnectionError):
+        AppRun(RUN, [lenient, strict]).add_metadata(a=1)
+    run = AppRun(RUN, [lenient])
+    run.add_metadata(a=1)  # logged, not raised
+    run.close(timeout=0)
 
 
 def test_bad_tracker_in_env_is_logged_and_dropped(
@@ -173,6 +214,7 @@ def test_bad_tracker_in_env_is_logged_and_dropped(
     assert len(run.backends) == 1
     assert "nosuch" in caplog.text
     run.add_metadata(ok=True)
+    run.flush()
     assert create_tracker(str(tmp_path)).metadata(RUN) == {"ok": True}
 
 

@@ -89,44 +89,73 @@ def test_all_ranks_opt_in_tags_points_with_rank(store: FsspecTracker) -> None:
     assert sorted(p.rank or 0 for p in store.metrics(RUN)) == [0, 1, 2]
 
 
-def test_drop_policy_bounds_memory_and_records_the_count(tmp_path: Path) -> None:
-    stalled = StalledTracker(tmp_path)
-    settings = RunSettings(max_queued=1000, backpressure="drop", flush_interval=0.01)
-    run = AppRun(RUN, [stalled], settings=settings)
-    run.log({"x": 0.0}, step=0)
-    time.sleep(0.2)  # the writer is now stuck inside add_metrics
+class StalledSink:
+    """A writer sink that hangs until released: back-pressure applies only when the writer
+    thread itself cannot keep up (a stalled backend stalls only its own delivery thread)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.points: list[MetricPoint] = []
+        self.summary: dict[str, object] = {}
+
+    def __call__(self, points: Sequence[MetricPoint], summary: Mapping[str, object]) -> None:
+        self.release.wait(30)
+        self.points.extend(points)
+        self.summary.update(summary)
+
+
+def test_drop_policy_bounds_memory_and_records_the_count() -> None:
+    sink = StalledSink()
+    queue = MetricQueue(sink, max_queued=1000, policy="drop", flush_interval=0.01)
+    queue.put({"x": 0.0}, 0, None)
+    time.sleep(0.2)  # the writer is now stuck inside the sink
     for step in range(1, 20_001):
-        run.log({"x": float(step)}, step=step)
-        assert run._queue is not None and run._queue.queued <= 1000
-    stalled.release.set()
-    run.close(timeout=30)
-    points = stalled.metrics(RUN, "x")
-    dropped = stalled.metrics(RUN, DROPPED_METRIC)
+        queue.put({"x": float(step)}, step, None)
+        assert queue.queued <= 1000
+    sink.release.set()
+    assert queue.close(timeout=30)
+    points = [p for p in sink.points if p.name == "x"]
+    dropped = [p for p in sink.points if p.name == DROPPED_METRIC]
     assert len(points) + int(dropped[-1].value) == 20_001
-    assert stalled.summary(RUN)[DROPPED_METRIC] == int(dropped[-1].value)
+    assert sink.summary[DROPPED_METRIC] == int(dropped[-1].value)
 
 
-def test_block_policy_waits_for_room_and_loses_nothing(tmp_path: Path) -> None:
-    stalled = StalledTracker(tmp_path)
-    run = AppRun(RUN, [stalled], settings=RunSettings(max_queued=100, flush_interval=0.01))
-    run.log({"x": 0.0}, step=0)
+def test_block_policy_waits_for_room_and_loses_nothing() -> None:
+    sink = StalledSink()
+    queue = MetricQueue(sink, max_queued=100, flush_interval=0.01)
+    queue.put({"x": 0.0}, 0, None)
     time.sleep(0.2)
     done = threading.Event()
 
     def train() -> None:
         for step in range(1, 1001):
-            run.log({"x": float(step)}, step=step)
+            queue.put({"x": float(step)}, step, None)
         done.set()
 
     threading.Thread(target=train, daemon=True).start()
-    assert not done.wait(0.5)  # blocked: the queue is full and the backend is stuck
-    stalled.release.set()
+    assert not done.wait(0.5)  # blocked: the queue is full and the writer is stuck
+    sink.release.set()
     assert done.wait(30)
+    assert queue.close(timeout=30)
+    assert [p.step for p in sink.points] == list(range(1001))
+
+
+def test_a_stalled_backend_does_not_block_logging_and_gets_everything_later(
+    tmp_path: Path,
+) -> None:
+    stalled = StalledTracker(tmp_path)
+    run = AppRun(RUN, [stalled], settings=RunSettings(max_queued=100, flush_interval=0.01))
+    run.log({"x": 0.0}, step=0)
+    time.sleep(0.2)  # the backend's delivery thread is now stuck inside add_metrics
+    for step in range(1, 1001):
+        run.log({"x": float(step)}, step=step)  # the queue holds 100: this drains to the spool
+    assert not run.flush(timeout=0.2)
+    stalled.release.set()
     run.close(timeout=30)
     assert [p.step for p in stalled.metrics(RUN, "x")] == list(range(1001))
 
 
-def test_close_reports_undelivered_points_within_the_timeout(
+def test_close_reports_undelivered_records_and_the_sync_command(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     stalled = StalledTracker(tmp_path)
@@ -135,7 +164,8 @@ def test_close_reports_undelivered_points_within_the_timeout(
     start = time.monotonic()
     run.close(timeout=0.3)
     assert time.monotonic() - start < 5
-    assert "not yet written" in caplog.text
+    assert "2 record(s) not delivered to FsspecTracker(" in caplog.text  # the points, the status
+    assert f"Deliver them with: torchx tracker sync {RUN}" in caplog.text
     stalled.release.set()
 
 
@@ -172,9 +202,7 @@ def test_malformed_settings_name_the_env_var(var: str, value: str) -> None:
 
 
 @pytest.fixture
-def env_run(
-    monkeypatch: pytest.MonkeyPatch, store: FsspecTracker
-) -> Iterator[FsspecTracker]:
+def env_run(monkeypatch: pytest.MonkeyPatch, store: FsspecTracker) -> Iterator[FsspecTracker]:
     monkeypatch.setenv("TORCHX_JOB_ID", RUN)
     monkeypatch.setenv("TORCHX_TRACKERS", "fsspec")
     monkeypatch.setenv("TORCHX_TRACKER_FSSPEC_CONFIG", store.root)
@@ -183,7 +211,7 @@ def env_run(
 
 
 def test_run_from_env_records_running_and_a_snapshot(env_run: FsspecTracker) -> None:
-    AppRun.run_from_env()
+    AppRun.run_from_env().flush()
     assert env_run.status(RUN) == "RUNNING"
     md = env_run.metadata(RUN)
     assert md["env.python"].count(".") == 2  # type: ignore[union-attr]

@@ -168,6 +168,8 @@ class FsspecTracker(RecordStoreTracker):
     Construction does no I/O; the root is created by the first write (or :meth:`ensure_root`).
     """
 
+    registry_name = "lineage_fsspec"
+
     def __init__(
         self, fs: fsspec.AbstractFileSystem, root: str, config: FsspecConfig | None = None
     ) -> None:

@@ -62,7 +62,9 @@ How TorchX's interface maps onto MLflow (``docs/mlflow.md`` has the long form):
 Failures: every MLflow error becomes a :class:`~trackers.errors.TrackerError` naming the
 tracking URI. For HTTP URIs the server is probed once (``GET /health``, one attempt, timeout
 ``MLFLOW_HTTP_REQUEST_TIMEOUT``) before the first call and again after a connection failure; an
-unreachable server fails the call at once for the next 30 s. Unless already set, the first
+unreachable server fails the call at once for the next 2 s (the job's delivery thread retries
+with backoff: :mod:`trackers.delivery`). Connection failures and 5xx answers that outlast the
+retries raise :class:`~trackers.errors.BackendUnavailable`. Unless already set, the first
 tracker for an HTTP URI sets ``MLFLOW_HTTP_REQUEST_TIMEOUT=10``,
 ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=2`` and ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1`` in this
 process (MLflow's defaults - 120 s, 7 retries, factor 2 - keep a call to a dead server going for
@@ -102,11 +104,11 @@ from typing import TYPE_CHECKING, Any
 
 from torchx.tracker.api import TrackerArtifact, TrackerSource
 
-from trackers._ids import record_name
+from trackers._ids import record_name, record_time
 from trackers.api import LineageTracker
 from trackers.backends.record_store import dedupe_links
 from trackers.config_text import load_mapping_config
-from trackers.errors import TrackerConfigError, TrackerError
+from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
 from trackers.origin import global_rank
 from trackers.redact import redact
 from trackers.types import RUN_STATUSES, LinkedRun, MetricColumns, MetricPoint, RunStatus
@@ -155,7 +157,7 @@ HTTP_ENV_DEFAULTS: Mapping[str, str] = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
 #: After a failed probe, calls fail at once for this long before the server is probed again.
-UNREACHABLE_RETRY_AFTER_S = 30.0
+UNREACHABLE_RETRY_AFTER_S = 2.0
 #: A creator waits at least this long (or 4x its create latency) before choosing the run.
 SETTLE_MIN_S = 0.3
 #: How long a process waits for another's unmarked run to be marked before adopting it.
@@ -355,6 +357,20 @@ def _connection_error(error: BaseException) -> BaseException | None:
     return None
 
 
+def _gave_up_on_5xx(error: BaseException) -> bool:
+    """Whether ``error``'s chain shows the client retried 5xx answers until it gave up."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in ("RetryError", "MaxRetryError") or (
+            "too many 5" in str(current).lower()
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _short(error: BaseException) -> str:
     text = " ".join(str(error).split())
     reason = re.search(
@@ -406,6 +422,8 @@ class MLflowTracker(LineageTracker):
     MLflow right away). Safe to share between threads; several can live in one process.
     """
 
+    registry_name = "mlflow"
+
     def __init__(self, config: MLflowConfig) -> None:
         try:
             import mlflow
@@ -443,6 +461,11 @@ class MLflowTracker(LineageTracker):
                     self._experiment(create=False)
             except TrackerError as e:
                 raise TrackerConfigError(str(e)) from None
+
+    @property
+    def strict(self) -> bool:
+        """``strict: true`` in the config: failures raise instead of being logged."""
+        return self.config.strict
 
     def __repr__(self) -> str:
         experiment = self.config.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
@@ -488,11 +511,15 @@ class MLflowTracker(LineageTracker):
             cause = _connection_error(e) if self._http else None
             if cause is not None:
                 self._reachable = False
-                raise TrackerError(
+                raise BackendUnavailable(
                     f"MLflow tracking server {self._display_uri} is not reachable ({op}): "
                     f"{_short(cause)}. Check the URI and that the server is running "
                     "(timeouts and retries: MLFLOW_HTTP_REQUEST_TIMEOUT, "
                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES)"
+                ) from None
+            if self._http and _gave_up_on_5xx(e):
+                raise BackendUnavailable(
+                    f"MLflow tracking server {self._display_uri} kept failing ({op}): {_short(e)}"
                 ) from None
             if isinstance(e, self._mlflow_error):
                 if "must be in the 'active' state" in str(e) or getattr(e, "error_code", "") in (
@@ -510,7 +537,7 @@ class MLflowTracker(LineageTracker):
             return
         now = time.monotonic()
         if now < self._down_until:
-            raise TrackerError(
+            raise BackendUnavailable(
                 f"MLflow tracking server {self._display_uri} is not reachable ({op}): "
                 f"{self._down_reason} (next attempt in {self._down_until - now:.0f} s)"
             )
@@ -520,7 +547,7 @@ class MLflowTracker(LineageTracker):
         except OSError as e:
             self._down_reason = _short(e)
             self._down_until = time.monotonic() + UNREACHABLE_RETRY_AFTER_S
-            raise TrackerError(
+            raise BackendUnavailable(
                 f"MLflow tracking server {self._display_uri} is not reachable ({op}): "
                 f"{self._down_reason} (waited at most {timeout:g} s; "
                 "set MLFLOW_HTTP_REQUEST_TIMEOUT to change that)"
@@ -1052,7 +1079,7 @@ class MLflowTracker(LineageTracker):
         with self._calling("add_summary"):
             mlflow_run = self._mlflow_run(run_id, create=True)
             assert mlflow_run is not None
-            now = _millis(time.time())
+            now = _millis(record_time())
             tags: list[RunTag] = []
             metrics: list[Metric] = []
             for key, value in values.items():

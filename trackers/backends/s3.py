@@ -84,7 +84,7 @@ from trackers.backends.record_store import (
     RecordStoreTracker,
 )
 from trackers.config_text import load_mapping_config
-from trackers.errors import TrackerConfigError, TrackerError
+from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
 from trackers.redact import redact
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -118,6 +118,18 @@ _CREDENTIAL_CODES = frozenset(
         "InvalidToken",
         "TokenRefreshRequired",
         "InvalidClientTokenId",
+    }
+)
+#: Answers that mean "not now" rather than "never": the delivery worker retries them later.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeTooSkewed",
     }
 )
 _CONFLICT_CODES = frozenset(
@@ -343,6 +355,8 @@ class S3Tracker(RecordStoreTracker):
     bucket). The client is thread-safe; one tracker can be shared by threads.
     """
 
+    registry_name = "s3"
+
     def __init__(self, config: S3Config, client: Any = None) -> None:
         self.config = config
         self.bucket = config.bucket
@@ -424,13 +438,20 @@ class S3Tracker(RecordStoreTracker):
                     f"{at}: the AWS credentials were rejected ({code}: {message}); boto3 took "
                     "them from its standard chain (env, profile, shared files, roles)"
                 )
+            if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+                return BackendUnavailable(
+                    f"{at} failed after {attempts} attempt(s) ({retries}): "
+                    f"{code or status}: {message}"
+                )
             if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
                 return TrackerError(f"{at}: access denied ({code}: {message})")
             return TrackerError(
                 f"{at} failed after {attempts} attempt(s) ({retries}): {code or status}: {message}"
             )
         if isinstance(error, bx.HTTPClientError | bx.ConnectionError):
-            return TrackerError(f"{at}: the S3 endpoint cannot be reached ({retries}): {error}")
+            return BackendUnavailable(
+                f"{at}: the S3 endpoint cannot be reached ({retries}): {error}"
+            )
         return TrackerError(f"{at} failed: {type(error).__name__}: {error}")
 
     def _warn_once(self, what: str, message: str, *args: object) -> None:

@@ -1,0 +1,317 @@
+"""Per-backend delivery: every backend takes a run's writes from a thread of its own, in order.
+
+The training thread never waits for a store (unless strict): ``AppRun`` turns each write into an
+:class:`~trackers.spool.Operation`, appends it to the backend's spool segment and hands it to the
+backend's :class:`Delivery`. Its thread applies the operations one after another, so
+
+* a slow or hanging backend delays only its own queue, never the training loop or the other
+  backends (each has its own thread and spool);
+* a failure that means "not now" (:func:`is_transient`: the store is unreachable, timed out, or
+  kept answering 5xx) keeps the operation and retries it with backoff (0.2 s doubling to
+  :data:`RETRY_MAX_S`) until the store is back, then catches up in order. Every other failure
+  means the operation itself is at fault: it is logged with its cause and skipped;
+* what is not delivered when the run closes stays in the spool: the next process of the same run
+  (a restarted or requeued job) adopts it when it starts and delivers it first, and
+  ``torchx tracker sync`` delivers it from any machine that can read the spool.
+
+Operations are delivered at least once and written exactly once: each carries an id that names
+the records it writes (:func:`trackers._ids.deterministic_record_names`), and the MLflow backend
+writes params, tags and metric points that MLflow stores once however often they are sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchx.tracker.api import TrackerBase
+
+from trackers._ids import encode_run_id
+from trackers.errors import BackendUnavailable
+from trackers.spool import Operation, Segment, leftover_segments, tracker_key
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
+#: Spooled operations kept in memory as well (beyond this they are read back from the spool).
+MEMORY_LIMIT_BYTES = 64 * 1024 * 1024
+#: How long ``submit`` waits for the queue's lock before queueing in memory only. It is held for
+#: microseconds; a wait this long means a signal handler interrupted the holder on this thread.
+LOCK_WAIT_S = 1.0
+
+#: Called with the operation kind and the error for every failed delivery attempt.
+ErrorHandler = Callable[[str, Exception], None]
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed operation should be kept and retried (the store may come back)."""
+    return isinstance(error, BackendUnavailable | OSError)
+
+
+@dataclass
+class _Waiter:
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+
+
+@dataclass
+class _Entry:
+    seq: int
+    op: Operation | None  # None: read it back from the segment
+    segment: Segment | None
+    index: int
+    size: int = 0
+    waiter: _Waiter | None = None
+
+
+class Delivery:
+    """One run's writes to one backend, applied in order by a daemon thread.
+
+    Args:
+        tracker: the backend.
+        run_id: the run the operations belong to.
+        name, config: how the tracker was built (written into the spool, for ``sync``).
+        spool: the spool root; ``None`` keeps operations in memory only.
+        on_error: told about every failed attempt (it decides what to log).
+    """
+
+    def __init__(
+        self,
+        tracker: TrackerBase,
+        run_id: str,
+        *,
+        name: str,
+        config: str | None,
+        spool: Path | None,
+        on_error: ErrorHandler,
+    ) -> None:
+        self.tracker = tracker
+        self.run_id = run_id
+        self.name, self.config = name, config
+        self._spool = spool
+        self._on_error = on_error
+        self._entries: deque[_Entry] = deque()
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._done_seq = -1  # every entry up to this seq is finished
+        self._memory = 0
+        self._segment: Segment | None = None
+        self._adopted: list[Segment] = []
+        self._closed = False
+        self._wake = threading.Event()
+        self.delivered = 0
+        self.dropped = 0
+        self._down_since: float | None = None
+        self._down_error: Exception | None = None
+        if spool is not None:
+            self._adopt_leftovers(spool)
+        self._thread = threading.Thread(
+            target=self._run, name=f"torchx-lineage-delivery-{name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """Where this run's operations for this tracker are spooled."""
+        if self._spool is None:
+            return None
+        return self._spool / encode_run_id(self.run_id) / tracker_key(self.name, self.config)
+
+    @property
+    def pending(self) -> int:
+        """Operations not delivered yet (including one in flight)."""
+        return len(self._entries)
+
+    # --- any thread ---
+    def submit(self, op: Operation, *, wait: bool = False) -> None:
+        """Queue ``op`` (spooled first); with ``wait``, block until it was tried and raise the
+        error of a failed first attempt (strict mode; the operation stays queued if transient)."""
+        line = op.line if self._spool is not None else b""
+        waiter = _Waiter() if wait else None
+        locked = self._cond.acquire(timeout=LOCK_WAIT_S)
+        try:
+            segment = self._own_segment() if locked else None
+            index = -1
+            if segment is not None:
+                try:
+                    index = segment.append(line)
+                except OSError as e:
+                    self._spool_failed(e)
+                    segment = None
+            keep = segment is None or self._memory + len(line) <= MEMORY_LIMIT_BYTES
+            entry = _Entry(
+                next(self._seq),
+                op if keep else None,
+                segment,
+                index,
+                len(line) if keep else 0,
+                waiter,
+            )
+            self._memory += entry.size
+            self._entries.append(entry)
+            if locked:
+                self._cond.notify_all()
+        finally:
+            if locked:
+                self._cond.release()
+        if waiter is None:
+            return
+        down = self._down_error
+        if down is not None:  # queued behind records that wait for the store to come back
+            raise BackendUnavailable(
+                f"{self.tracker!r} is unreachable; {self.pending} record(s) of run "
+                f"{self.run_id} wait in the spool ({down})"
+            ) from down
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+
+    def flush(self, timeout: float | None = None, *, unless_down: bool = False) -> bool:
+        """Wait until every operation submitted so far is delivered (or dropped as faulty);
+        ``False`` if ``timeout`` ran out first, or (``unless_down``) once the store is down."""
+        with self._cond:
+            target = self._entries[-1].seq if self._entries else self._done_seq
+            self._cond.wait_for(
+                lambda: self._done_seq >= target or (unless_down and self._down_error is not None),
+                timeout,
+            )
+            return self._done_seq >= target
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush within ``timeout``, stop, and leave what is not delivered in the spool.
+
+        Returns how many operations are left undelivered.
+        """
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            left = len(self._entries)
+            self._cond.notify_all()
+            self._wake.set()
+            segments = [s for s in (*self._adopted, self._segment) if s is not None]
+            self._adopted, self._segment = [], None
+            for segment in segments:
+                segment.release()
+        if left == 0:
+            self._thread.join(1.0)
+        return left
+
+    # --- the delivery thread ---
+    def _run(self) -> None:
+        backoff = RETRY_FIRST_S
+        while True:
+            with self._cond:
+                while not self._entries and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                entry = self._entries[0]
+            op = entry.op
+            try:
+                if op is None:
+                    assert entry.segment is not None
+                    op = entry.segment.read(entry.index)
+                op.apply(self.tracker, self.run_id)
+            except Exception as e:
+                if self._closed:
+                    return  # closed while this was in flight: it stays in the spool
+                kind = op.kind if op is not None else "read spool"
+                self._on_error(kind, e)
+                if entry.waiter is not None:
+                    entry.waiter.error = e
+                    entry.waiter.done.set()
+                    entry.waiter = None
+                if op is not None and is_transient(e):
+                    with self._cond:
+                        self._down_error = e
+                        self._cond.notify_all()
+                    if self._down_since is None:
+                        self._down_since = time.monotonic()
+                    self._wake.wait(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX_S)
+                    continue
+                self.dropped += 1
+            else:
+                self.delivered += 1
+                self._down_error = None
+                if self._down_since is not None:
+                    logger.warning(
+                        "tracking: %r is back after %.1f s; delivering %d waiting record(s) of "
+                        "run %s",
+                        self.tracker,
+                        time.monotonic() - self._down_since,
+                        len(self._entries) - 1,
+                        self.run_id,
+                    )
+                    self._down_since = None
+            backoff = RETRY_FIRST_S
+            self._finish(entry)
+
+    def _finish(self, entry: _Entry) -> None:
+        with self._cond:
+            if self._closed:
+                return  # the segments are released; what was not acked is delivered again
+            self._entries.popleft()
+            self._memory -= entry.size
+            self._done_seq = entry.seq
+            segment = entry.segment
+            if segment is not None:
+                segment.mark_delivered(entry.index + 1)
+                if segment in self._adopted and entry.index + 1 >= segment.count:
+                    self._adopted.remove(segment)
+                    segment.release()
+            self._cond.notify_all()
+        if entry.waiter is not None:
+            entry.waiter.done.set()
+
+    # --- spool ---
+    def _own_segment(self) -> Segment | None:
+        if self._segment is None and self._spool is not None:
+            try:
+                self._segment = Segment.create(self._spool, self.run_id, self.name, self.config)
+            except OSError as e:
+                self._spool_failed(e)
+        return self._segment
+
+    def _spool_failed(self, error: OSError) -> None:
+        logger.error(
+            "tracking: cannot write the spool under %s (%s); writes of run %s to %r are kept in "
+            "memory only (set TORCHX_TRACKER_SPOOL_DIR to a writable directory)",
+            self._spool,
+            error,
+            self.run_id,
+            self.tracker,
+        )
+        self._spool = None
+
+    def _adopt_leftovers(self, spool: Path) -> None:
+        try:
+            found = leftover_segments(spool, self.run_id, self.name, self.config)
+        except OSError as e:
+            logger.warning("tracking: cannot look for spooled records under %s: %s", spool, e)
+            return
+        waiting = 0
+        for segment in found:
+            self._adopted.append(segment)
+            for index in range(segment.acked, segment.count):
+                self._entries.append(_Entry(next(self._seq), None, segment, index))
+                waiting += 1
+            if segment.remaining == 0:
+                self._adopted.remove(segment)
+                segment.release()
+        if waiting:
+            logger.warning(
+                "tracking: %d record(s) of run %s that an earlier process could not deliver to "
+                "%r are delivered first (from %s)",
+                waiting,
+                self.run_id,
+                self.tracker,
+                self.spool_dir,
+            )

@@ -1,0 +1,366 @@
+"""The spool: an on-disk log of the write operations a backend has not confirmed yet.
+
+Every write of a run (metadata, artifact, source link, metric batch, summary, status) becomes an
+:class:`Operation` with an id taken when it is made. Before it is handed to the backend's
+delivery thread (:mod:`trackers.delivery`) it is appended to a *segment* file here, so a backend
+that is down, slow or hanging loses nothing: what it has not taken when the job ends stays on
+disk, and ``torchx tracker sync`` (or the next process of the same run) delivers it.
+
+Layout under the spool root (``TORCHX_TRACKER_SPOOL_DIR``; default
+``$XDG_CACHE_HOME/torchx-lineage/spool``, i.e. ``~/.cache/torchx-lineage/spool``)::
+
+    <root>/<b32(run id)>/<tracker name>-<digest(name, config)>/<time>-<pid>-<hex>.jsonl
+                                                               <time>-<pid>-<hex>.acked
+
+* A segment is written by one process, which holds an exclusive ``flock`` on it while it lives;
+  whoever can take the lock (``sync``, a restarted job) knows its writer is gone.
+* Line 1 is a header: ``{"spool": 1, "run_id", "tracker", "config", "host", "pid"}``, so a
+  segment is enough to rebuild its tracker anywhere. Every other line is one operation
+  ``{"id", "op", "args"}`` in the order the job made them.
+* ``.acked`` holds how many operations are delivered. It is written at most every
+  :data:`ACK_INTERVAL_S` and at the end, so it may lag behind: delivery is idempotent (an
+  operation's records are named by its id, :func:`trackers._ids.deterministic_record_names`),
+  so a lag means some operations are delivered again and overwrite themselves.
+* A segment whose operations are all delivered is deleted, with the directories it leaves empty.
+
+Values JSON cannot hold are written as their ``repr`` (as the record stores do); NaN and inf
+stay numbers (Python's JSON reads them back).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from torchx.tracker.api import TrackerBase
+
+from trackers._ids import decode_run_id, deterministic_record_names, encode_run_id
+from trackers.api import LineageTracker
+from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR
+from trackers.types import MetricColumns
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+SPOOL_FORMAT = 1
+ACK_INTERVAL_S = 0.5
+SEGMENT_SUFFIX = ".jsonl"
+ACKED_SUFFIX = ".acked"
+#: Values of TORCHX_TRACKER_SPOOL_DIR that turn the spool off (operations kept in memory only).
+SPOOL_OFF = frozenset({"off", "none", "0", "false"})
+
+
+def spool_root(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The spool directory from ``TORCHX_TRACKER_SPOOL_DIR``; ``None`` when it is turned off."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_TORCHX_TRACKER_SPOOL_DIR, "").strip()
+    if raw.lower() in SPOOL_OFF:
+        return None
+    if raw:
+        return Path(raw).expanduser().absolute()
+    cache = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache).absolute() / "torchx-lineage" / "spool"
+
+
+def _fallback(value: object) -> object:
+    return repr(value)
+
+
+# --- operations ---
+
+WRITE_OPS = (
+    "add_metadata",
+    "add_artifact",
+    "add_source",
+    "add_metrics",
+    "add_summary",
+    "set_status",
+)
+#: Operations only a LineageTracker can take (TorchX's trackers have no metrics or status).
+LINEAGE_OPS = frozenset({"add_metrics", "add_summary", "set_status"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One write of a run, as made by the job: ``kind`` is the tracker method, ``args`` its
+    arguments. ``id`` names the records it writes, so delivering it twice writes them once."""
+
+    id: str
+    kind: str
+    args: Mapping[str, Any]
+
+    @property
+    def points(self) -> int:
+        """Metric points in it (0 for other kinds)."""
+        metrics = self.args.get("points") if self.kind == "add_metrics" else None
+        return len(metrics) if metrics is not None else 0
+
+    def apply(self, tracker: TrackerBase, run_id: str) -> None:
+        """Write it into ``tracker`` for ``run_id``."""
+        a = self.args
+        with deterministic_record_names(self.id):
+            if self.kind == "add_metadata":
+                tracker.add_metadata(run_id, **a["values"])
+            elif self.kind == "add_artifact":
+                tracker.add_artifact(run_id, a["name"], a["path"], a.get("metadata"))
+            elif self.kind == "add_source":
+                tracker.add_source(run_id, a["source_id"], a.get("artifact_name"))
+            elif not isinstance(tracker, LineageTracker):
+                return  # TorchX's own trackers have no metrics, summaries or status
+            elif self.kind == "add_metrics":
+                tracker.add_metrics(run_id, a["points"])
+            elif self.kind == "add_summary":
+                tracker.add_summary(run_id, **a["values"])
+            elif self.kind == "set_status":
+                tracker.set_status(run_id, a["status"])
+            else:
+                raise ValueError(f"unknown operation {self.kind!r}; expected one of {WRITE_OPS}")
+
+    @functools.cached_property
+    def line(self) -> bytes:
+        """:meth:`encode`, once per operation (it goes into every backend's spool)."""
+        return self.encode()
+
+    def encode(self) -> bytes:
+        """One spool line (ends with a newline)."""
+        args: Mapping[str, Any] = self.args
+        if self.kind == "add_metrics":
+            cols = args["points"]
+            if not isinstance(cols, MetricColumns):
+                cols = MetricColumns.from_rows(cols)
+            args = {
+                "names": cols.names,
+                "values": cols.values,
+                "steps": cols.steps,
+                "times": cols.times,
+                "ranks": cols.ranks,
+            }
+        line = json.dumps(
+            {"id": self.id, "op": self.kind, "args": args}, default=_fallback, allow_nan=True
+        )
+        return line.encode("utf-8") + b"\n"
+
+    @staticmethod
+    def decode(line: bytes | str) -> Operation:
+        """The operation of one spool line; raises ``ValueError`` for a malformed line."""
+        record = json.loads(line)
+        if not isinstance(record, dict) or record.get("op") not in WRITE_OPS:
+            raise ValueError(f"not a spooled operation: {str(line)[:120]!r}")
+        args = record.get("args") or {}
+        if record["op"] == "add_metrics":
+            args = {
+                "points": MetricColumns(
+                    list(args["names"]),
+                    list(args["values"]),
+                    list(args["steps"]),
+                    list(args["times"]),
+                    list(args["ranks"]),
+                )
+            }
+        return Operation(str(record["id"]), record["op"], args)
+
+
+# --- segments ---
+
+
+def tracker_key(name: str, config: str | None) -> str:
+    """The directory of one tracker (name and config) inside a run's spool directory."""
+    digest = hashlib.sha256(f"{name}\0{config if config is not None else ''}".encode()).hexdigest()
+    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:40] or "tracker"
+    return f"{safe}-{digest[:12]}"
+
+
+def _lock(handle: IO[bytes], block: bool) -> bool:
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _write_acked(segment: Path, count: int) -> None:
+    acked = segment.with_suffix(ACKED_SUFFIX)
+    tmp = acked.with_name(f".{acked.name}.{uuid.uuid4().hex}")
+    tmp.write_text(str(count), encoding="ascii")
+    os.replace(tmp, acked)
+
+
+def _read_acked(segment: Path) -> int:
+    try:
+        return max(0, int(segment.with_suffix(ACKED_SUFFIX).read_text(encoding="ascii")))
+    except (OSError, ValueError):
+        return 0
+
+
+def _remove(segment: Path) -> None:
+    for path in (segment, segment.with_suffix(ACKED_SUFFIX)):
+        path.unlink(missing_ok=True)
+    for directory in (segment.parent, segment.parent.parent):
+        try:
+            directory.rmdir()  # only when empty
+        except OSError:
+            break
+
+
+class Segment:
+    """One spool file: written by this process (:meth:`create`) or adopted from a finished one
+    (:meth:`adopt`); in both cases this process holds its lock until :meth:`release`."""
+
+    def __init__(self, path: Path, handle: IO[bytes], header: Mapping[str, Any]) -> None:
+        self.path = path
+        self.header = dict(header)
+        self._handle = handle  # holds the lock; appends go through it
+        self._reader: IO[bytes] | None = None
+        self._read_index = 0  # operations read so far through _reader
+        self.acked = _read_acked(path)
+        self._acked_written = self.acked
+        self._acked_at = 0.0
+        self.count = 0  # operations in the file (known for own segments and after a scan)
+
+    @staticmethod
+    def create(root: Path, run_id: str, name: str, config: str | None) -> Segment:
+        """A new segment for ``run_id`` and tracker ``name``/``config``, locked by this process."""
+        directory = root / encode_run_id(run_id) / tracker_key(name, config)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = directory / f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        path = path.with_suffix(SEGMENT_SUFFIX)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        handle = os.fdopen(fd, "ab", buffering=0)
+        _lock(handle, block=True)
+        header = {
+            "spool": SPOOL_FORMAT,
+            "run_id": run_id,
+            "tracker": name,
+            "config": config,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        handle.write(json.dumps(header).encode("utf-8") + b"\n")
+        return Segment(path, handle, header)
+
+    @staticmethod
+    def adopt(path: Path) -> Segment | None:
+        """Lock a segment whose writer is gone; ``None`` if a live process holds it (or it is
+        not a readable segment, which is logged)."""
+        try:
+            handle = open(path, "rb+", buffering=0)  # noqa: SIM115 - kept open to hold the lock
+        except FileNotFoundError:
+            return None
+        if not _lock(handle, block=False):
+            handle.close()
+            return None
+        try:
+            header = json.loads(handle.readline())
+            if not isinstance(header, dict) or header.get("spool") != SPOOL_FORMAT:
+                raise ValueError("no spool header")
+        except ValueError as e:
+            logger.error("spool: %s is not a spool segment (%s); left as it is", path, e)
+            handle.close()
+            return None
+        segment = Segment(path, handle, header)
+        segment.count = sum(1 for _ in segment._lines())
+        return segment
+
+    @property
+    def run_id(self) -> str:
+        return str(self.header.get("run_id"))
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.count - self.acked)
+
+    def append(self, line: bytes) -> int:
+        """Append one encoded operation; returns its index in the segment."""
+        self._handle.write(line)
+        self.count += 1
+        return self.count - 1
+
+    def _lines(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            f.readline()  # header
+            for line in f:
+                if line.endswith(b"\n"):  # a torn last line (the writer died mid-write) is skipped
+                    yield line
+
+    def read(self, index: int) -> Operation:
+        """Operation ``index`` (reads are expected in increasing order, as delivery goes)."""
+        if self._reader is None or index < self._read_index:
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = open(self.path, "rb")  # noqa: SIM115 - closed in release()
+            self._reader.readline()
+            self._read_index = 0
+        while True:
+            line = self._reader.readline()
+            if not line:
+                raise ValueError(f"{self.path}: operation {index} is missing")
+            self._read_index += 1
+            if self._read_index - 1 == index:
+                return Operation.decode(line)
+
+    def mark_delivered(self, count: int, *, force: bool = False) -> None:
+        """Record that the first ``count`` operations are delivered (persisted now and then)."""
+        self.acked = max(self.acked, count)
+        now = time.monotonic()
+        if self.acked != self._acked_written and (force or now - self._acked_at >= ACK_INTERVAL_S):
+            try:
+                _write_acked(self.path, self.acked)
+                self._acked_written, self._acked_at = self.acked, now
+            except OSError as e:  # only costs a repeat delivery later
+                logger.debug("spool: could not record progress of %s: %s", self.path, e)
+
+    def release(self) -> bool:
+        """Delete the segment if everything is delivered, else record progress; unlock it.
+
+        Returns whether it was deleted.
+        """
+        done = self.acked >= self.count
+        if self._reader is not None:
+            self._reader.close()
+        try:
+            if done:
+                _remove(self.path)
+            else:
+                self.mark_delivered(self.acked, force=True)
+        finally:
+            self._handle.close()  # closing the descriptor drops the lock
+        return done
+
+
+def segment_paths(root: Path, run_id: str | None = None) -> list[Path]:
+    """Spool segments under ``root`` (of one run, or all), oldest first within each tracker."""
+    if not root.is_dir():
+        return []
+    runs = [root / encode_run_id(run_id)] if run_id is not None else sorted(root.iterdir())
+    found: list[Path] = []
+    for run_dir in runs:
+        if not run_dir.is_dir() or decode_run_id(run_dir.name) is None:
+            continue
+        for tracker_dir in sorted(run_dir.iterdir()):
+            if tracker_dir.is_dir():
+                found.extend(sorted(tracker_dir.glob("*" + SEGMENT_SUFFIX)))
+    return found
+
+
+def leftover_segments(
+    root: Path, run_id: str, name: str, config: str | None, *, exclude: Path | None = None
+) -> list[Segment]:
+    """Adoptable segments of ``run_id`` for one tracker, oldest first (locked by the caller)."""
+    directory = root / encode_run_id(run_id) / tracker_key(name, config)
+    adopted = []
+    for path in sorted(directory.glob("*" + SEGMENT_SUFFIX)) if directory.is_dir() else []:
+        if path != exclude:
+            segment = Segment.adopt(path)
+            if segment is not None:
+                adopted.append(segment)
+    return adopted
