@@ -6,9 +6,10 @@ backend's :class:`Delivery`. Its thread applies the operations one after another
 
 * a slow or hanging backend delays only its own queue, never the training loop or the other
   backends (each has its own thread and spool);
-* a failure that means "not now" (:func:`is_transient`: the store is unreachable, timed out, or
-  kept answering 5xx) keeps the operation and retries it with backoff (0.2 s doubling to
-  :data:`RETRY_MAX_S`) until the store is back, then catches up in order. Every other failure
+* a failure that means "not now" (:func:`is_transient`: the store is unreachable, timed out,
+  kept answering 5xx, or this process's credentials are missing or rejected) keeps the
+  operation and retries it with backoff (0.2 s doubling to :data:`RETRY_MAX_S`) until the store
+  is back, then catches up in order. Every other failure
   means the operation itself is at fault: it is logged with its cause and skipped;
 * what is not delivered when the run closes stays in the spool: the next process of the same run
   (a restarted or requeued job) adopts it when it starts and delivers it first, and
@@ -33,7 +34,7 @@ from pathlib import Path
 from torchx.tracker.api import TrackerBase
 
 from trackers._ids import encode_run_id
-from trackers.errors import BackendUnavailable
+from trackers.errors import BackendUnavailable, TrackerConfigError
 from trackers.spool import Operation, Segment, leftover_segments, tracker_key
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ ErrorHandler = Callable[[str, Exception], None]
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether a failed operation should be kept and retried (the store may come back)."""
-    return isinstance(error, BackendUnavailable | OSError)
+    """Whether a failed operation should be kept and retried: the store may come back, or the
+    failure is about this process's setup (missing or rejected credentials), not the operation,
+    so another attempt (or ``torchx tracker sync`` from elsewhere) can succeed."""
+    return isinstance(error, BackendUnavailable | OSError | TrackerConfigError)
 
 
 @dataclass
