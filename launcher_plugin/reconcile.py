@@ -6,8 +6,13 @@ jobs --status`` shows both, and ``torchx tracker reconcile`` writes the schedule
 into the tracker (SUCCEEDED, FAILED, or KILLED for a cancelled job) with the metadata key
 ``reconciled.from_scheduler``. Runs whose status is already terminal are never changed.
 
-Schedulers that forget finished jobs cannot answer: ``local_cwd`` knows only the jobs of the
-process that launched them, so its runs show ``UNKNOWN`` after ``torchx run`` exits.
+``torchx run`` does the same by itself whenever it waits for the job to end (``local_cwd`` and
+the other local schedulers always, any scheduler with ``--wait``): once the app is terminal it
+reconciles that run in every tracker it was launched with (:func:`reconcile_run`), so a local
+job that was SIGKILLed is recorded FAILED before the scheduler, which knows only the jobs of the
+process that launched them, forgets it. A later ``torchx tracker reconcile`` of a ``local_cwd``
+run sees ``UNKNOWN``. Reconciling never changes ``torchx run``'s output or exit code; a failure
+is logged.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 
 from torchx.runner import Runner
 from torchx.specs import AppState
+from torchx.tracker.api import TrackerBase
 
 from trackers.api import LineageTracker
 from trackers.types import RunStatus
@@ -75,3 +81,14 @@ def run_states(
         else:
             states.append(RunState(run_id, recorded, state))
     return states
+
+
+def reconcile_run(tracker: TrackerBase, runner: Runner, run_id: str) -> RunState | None:
+    """:func:`run_states` with ``write`` for one run; ``None`` for a tracker that records no status.
+
+    TorchX's own trackers (not a :class:`~trackers.api.LineageTracker`) are skipped.
+    """
+    if not isinstance(tracker, LineageTracker):
+        return None
+    [state] = run_states(tracker, runner, [run_id], write=True)
+    return state

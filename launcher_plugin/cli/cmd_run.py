@@ -5,6 +5,11 @@ flags, resolves the trackers (see :mod:`launcher_plugin.tracker_config` for the 
 checks them before anything is submitted, and hands them to TorchX's runner through the
 launching process's env, which is the channel TorchX's ``Runner.dryrun`` reads. The tracked
 schedulers (:mod:`launcher_plugin.schedulers`) then normalise and inject them into every role.
+
+When ``torchx run`` waits for the app to end (local schedulers, or ``--wait``), the run is then
+reconciled in each of those trackers (:func:`launcher_plugin.reconcile.reconcile_run`): a run the
+job left open (SIGKILL, OOM kill) gets the scheduler's final state. TorchX's exit code and output
+stay as they were; a failure to reconcile is logged.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import sys
 
 from torchx.cli.cmd_run import CmdRun as TorchxCmdRun
 from torchx.cli.cmd_run import _parse_component_name_and_args
+from torchx.runner import Runner
 
 from launcher_plugin.launch_record import launch_context
+from launcher_plugin.reconcile import reconcile_run
 from launcher_plugin.secrets import ENV_TORCHX_TRACKER_SECRETS, check_secrets, parse_secrets
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.env import (
@@ -53,6 +60,11 @@ def _tracker_flag(value: str) -> TrackerSpec:
 class CmdRun(TorchxCmdRun):
     """TorchX's ``run`` plus ``--tracker`` and ``--parent-run-id``."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: name -> (config, origin) of the trackers this launch uses, for reconciling at its end.
+        self._trackers: dict[str, tuple[str | None, str]] = {}
+
     def add_arguments(self, subparser: argparse.ArgumentParser) -> None:
         super().add_arguments(subparser)
         subparser.add_argument(
@@ -84,11 +96,13 @@ class CmdRun(TorchxCmdRun):
 
     def run(self, args: argparse.Namespace) -> None:
         logging.getLogger("torchx.runner.api").addFilter(RedactingFilter())
+        self._trackers = {}
         try:
             trackers = resolve_trackers(args.trackers, os.environ)
             for name, config in trackers.items():
                 origin = f"--tracker {name}" if args.trackers else tracker_config_env_var_name(name)
                 create_tracker(name, config, origin=origin)  # fail before submitting anything
+                self._trackers[name] = (config, origin)
             secret_specs = parse_secrets(args.tracker_secrets, os.environ)
             if secret_specs:
                 check_secrets(secret_specs, args.scheduler, os.environ)
@@ -110,3 +124,41 @@ class CmdRun(TorchxCmdRun):
         )
         with launch_context(component, component_args):
             super().run(args)
+
+    def _wait_and_exit(self, runner: Runner, app_handle: str, log: bool) -> None:
+        """TorchX's wait, then the run reconciled, then TorchX's exit (1 unless it succeeded).
+
+        TorchX calls this only to wait for the app; it returns once the app succeeded and raises
+        ``SystemExit`` once it ended otherwise. Any other exception (no status, Ctrl-C) means the
+        app's end is unknown, so nothing is reconciled.
+        """
+        try:
+            super()._wait_and_exit(runner, app_handle, log)
+        except SystemExit:
+            self._reconcile(runner, app_handle)
+            raise
+        self._reconcile(runner, app_handle)
+
+    def _reconcile(self, runner: Runner, app_handle: str) -> None:
+        """Record the scheduler's final state in each tracker that still has the run open."""
+        for name, (config, origin) in self._trackers.items():
+            try:
+                tracker = create_tracker(name, config, origin=origin)
+                state = reconcile_run(tracker, runner, app_handle)
+            except Exception as e:  # never let tracking change how torchx run ends
+                logger.warning(
+                    "tracker %s: could not reconcile %s: %s",
+                    name,
+                    app_handle,
+                    redact(f"{type(e).__name__}: {e}"),
+                )
+                continue
+            if state is not None and state.written is not None:
+                logger.info(
+                    "tracker %s: recorded %s for %s (the job left it %s; scheduler: %s)",
+                    name,
+                    state.written,
+                    app_handle,
+                    state.recorded or "unset",
+                    state.scheduler,
+                )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pytest
 from torchx.specs import AppState, AppStatus
+from torchx.tracker.api import TrackerBase
+from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
-from launcher_plugin.reconcile import run_states
+from launcher_plugin.cli import cmd_run
+from launcher_plugin.reconcile import reconcile_run, run_states
 from trackers.backends.fsspec import FsspecTracker, create_tracker
+from trackers.errors import TrackerConfigError
 
 KILLED_HARD = "slurm://torchx/101"  # SIGKILLed: the job never recorded an end
 FINISHED = "slurm://torchx/102"
@@ -27,6 +33,10 @@ class FakeRunner:
 
     def status(self, handle: str) -> AppStatus | None:
         self.asked.append(handle)
+        state = self.states.get(handle)
+        return AppStatus(state) if state is not None else None
+
+    def wait(self, handle: str, wait_interval: float = 10) -> AppStatus | None:
         state = self.states.get(handle)
         return AppStatus(state) if state is not None else None
 
@@ -98,3 +108,84 @@ def test_cli_reconcile_and_list_jobs_status(
         {"run_id": KILLED_HARD, "status": "RUNNING", "scheduler": "FAILED", "written": "FAILED"}
     ]
     assert store.status(KILLED_HARD) == "FAILED"
+
+
+def test_reconcile_run_writes_one_open_run(store: FsspecTracker) -> None:
+    state = reconcile_run(store, runner(), KILLED_HARD)  # type: ignore[arg-type]
+    assert state is not None and (state.recorded, state.written) == ("RUNNING", "FAILED")
+    assert store.status(KILLED_HARD) == "FAILED"
+    kept = reconcile_run(store, runner(), FINISHED)  # type: ignore[arg-type]
+    assert kept is not None and kept.written is None and store.status(FINISHED) == "SUCCEEDED"
+
+
+def torchx_tracker(root: Path) -> TorchxFsspecTracker:
+    """TorchX's own fsspec tracker: a ``TrackerBase`` without ``status``/``set_status``."""
+    root.mkdir(parents=True, exist_ok=True)
+    return TorchxFsspecTracker(fsspec.filesystem("file"), str(root))
+
+
+def test_reconcile_run_skips_torchx_trackers_without_status(tmp_path: Path) -> None:
+    theirs = torchx_tracker(tmp_path / "theirs")
+    fake = runner()
+    assert reconcile_run(theirs, fake, KILLED_HARD) is None  # type: ignore[arg-type]
+    assert fake.asked == []
+
+
+class TestTorchxRunReconcilesAfterWaiting:
+    """``torchx run``'s wait (local schedulers, ``--wait``) ends with the run reconciled."""
+
+    @pytest.fixture
+    def cmd(self, store: FsspecTracker, monkeypatch: pytest.MonkeyPatch) -> cmd_run.CmdRun:
+        def create(name: str, config: str | None, *, origin: str) -> TrackerBase:
+            if name == "broken":
+                raise TrackerConfigError(f"{origin}: store unreachable")
+            if name == "theirs":
+                return torchx_tracker(Path(str(config)))
+            return create_tracker(str(config))
+
+        monkeypatch.setattr(cmd_run, "create_tracker", create)
+        cmd = cmd_run.CmdRun()
+        cmd._trackers = {  # what run() resolved from the --tracker flags
+            "broken": ("x", "--tracker broken"),
+            "theirs": (str(store.root) + "-theirs", "--tracker theirs"),
+            "lineage_fsspec": (str(store.root), "--tracker lineage_fsspec"),
+        }
+        return cmd
+
+    def test_failed_app_is_reconciled_and_torchx_still_exits_1(
+        self, cmd: cmd_run.CmdRun, store: FsspecTracker, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exited:
+            cmd._wait_and_exit(runner(), KILLED_HARD, log=False)  # type: ignore[arg-type]
+        assert exited.value.code == 1
+        assert store.status(KILLED_HARD) == "FAILED"
+        assert store.metadata(KILLED_HARD)["reconciled.from_scheduler"] == "FAILED"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            f"tracker broken: could not reconcile {KILLED_HARD}: "
+            "TrackerConfigError: --tracker broken: store unreachable"
+        ]  # TorchX's own tracker is skipped silently
+        assert any("recorded FAILED" in r.getMessage() for r in caplog.records)
+
+    def test_succeeded_app_returns_and_is_recorded_succeeded(
+        self, cmd: cmd_run.CmdRun, store: FsspecTracker
+    ) -> None:
+        fake = FakeRunner({FORGOTTEN: AppState.SUCCEEDED})
+        cmd._wait_and_exit(fake, FORGOTTEN, log=False)  # type: ignore[arg-type]
+        assert store.status(FORGOTTEN) == "SUCCEEDED"
+
+    def test_terminal_status_the_job_recorded_is_kept(
+        self, cmd: cmd_run.CmdRun, store: FsspecTracker
+    ) -> None:
+        with pytest.raises(SystemExit):
+            cmd._wait_and_exit(runner(), FINISHED, log=False)  # type: ignore[arg-type]
+        assert store.status(FINISHED) == "SUCCEEDED"
+        assert "reconciled.from_scheduler" not in store.metadata(FINISHED)
+
+    def test_nothing_is_reconciled_when_the_wait_gives_no_status(
+        self, cmd: cmd_run.CmdRun, store: FsspecTracker
+    ) -> None:
+        fake = FakeRunner({})  # wait returns None: TorchX raises, the app's end is unknown
+        with pytest.raises(RuntimeError, match="unknown status"):
+            cmd._wait_and_exit(fake, KILLED_HARD, log=False)  # type: ignore[arg-type]
+        assert fake.asked == [] and store.status(KILLED_HARD) == "RUNNING"

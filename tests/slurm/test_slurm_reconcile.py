@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,6 @@ def test_sigkilled_job_is_reconciled_from_slurm(
         "run",
         "-s",
         "slurm",
-        "--wait",
         "-cfg",
         f"job_dir={tmp_path / 'job'}",
         "--tracker",
@@ -63,7 +63,11 @@ def test_sigkilled_job_is_reconciled_from_slurm(
     found = HANDLE.findall(done.stdout)
     assert found, done.stdout + done.stderr
     handle = found[0]
-    assert done.returncode != 0  # the job failed, and --wait said so
+    # Without --wait, `torchx run` returns at once and cannot reconcile the run itself.
+    deadline = time.monotonic() + 180
+    while "State: FAILED" not in torchx(launch_dir, "status", handle).stdout:
+        assert time.monotonic() < deadline, torchx(launch_dir, "status", handle).stdout
+        time.sleep(1)
     assert create_tracker(str(store)).status(handle) == "RUNNING"  # the job could not say more
 
     listed = torchx(
