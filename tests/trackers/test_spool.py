@@ -63,7 +63,15 @@ def test_operations_survive_the_spool_encoding() -> None:
     assert odd.args["values"] == {"obj": repr(object)}  # as the record stores write it
 
 
+def test_metric_batches_numbers_cannot_pack_are_spooled_as_json() -> None:
+    cols = MetricColumns(["x", "x"], [1.0, 2.0], [1.5, 2**70], [1.0, 2.0], [None, None])
+    back = Operation.decode(Operation("1-a", "add_metrics", {"points": cols}).line)
+    assert [(p.step, p.value) for p in back.args["points"]] == [(1.5, 1.0), (2**70, 2.0)]
+
+
 def test_a_malformed_spool_line_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="malformed metric batch"):
+        Operation.decode(b'{"id": "1", "op": "add_metrics", "args": {"value": "%%"}}')
     with pytest.raises(ValueError, match="not a spooled operation"):
         Operation.decode(b'{"op": "rm -rf", "args": {}}')
 
