@@ -1,0 +1,1 @@
+"""Fault tests: backends whose servers misbehave (a server that never answers, ...)."""
