@@ -7,7 +7,6 @@ before the scheduler (which lives only in that process) forgets the job.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_support import torchx
 from trackers.backends.fsspec import create_tracker
 
 pytestmark = pytest.mark.e2e
@@ -43,21 +43,12 @@ class Job:
 
 def run_job(tmp_path: Path, code: str) -> Job:
     """``torchx run -s local_cwd --tracker lineage_fsspec=<store> utils.python -c CODE``."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("TORCHX") and k != "TORCHXCONFIG"
-    }
-    env["HOME"] = str(tmp_path)  # no developer ~/.torchxconfig
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     store = tmp_path / "store"
-    done = subprocess.run(
-        [str(BIN / "torchx"), "run", "-s", "local_cwd", "--tracker", f"lineage_fsspec={store}"]
-        + ["utils.python", "-c", START + code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = torchx(
+        tmp_path,
+        *("run", "-s", "local_cwd", "--tracker", f"lineage_fsspec={store}"),
+        *("utils.python", "-c", START + code),
         timeout=120,
-        check=False,
     )
     found = HANDLE.findall(done.stdout)
     assert len(found) == 1, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"

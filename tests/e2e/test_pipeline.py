@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.cli_support import clean_env
 
 pytestmark = pytest.mark.e2e
 
@@ -26,19 +27,6 @@ BIN = Path(sys.executable).parent
 TORCHX = str(BIN / "torchx")
 STEPS = ("prepare", "train", "evaluate")
 HANDLE_LINE = re.compile(r"^step (prepare|train|evaluate): (local_cwd://\S+) ", re.MULTILINE)
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The test process's env without any TorchX setting that could pick another store.
-
-    ``HOME`` points at a scratch directory so a developer's ``~/.torchxconfig`` is not read.
-    """
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("TORCHX_") and k != "TORCHXCONFIG"
-    }
-    env["HOME"] = str(home)
-    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
-    return env
 
 
 @dataclass(frozen=True)

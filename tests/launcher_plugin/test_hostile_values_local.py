@@ -9,18 +9,17 @@ the hostile characters.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import clean_env
 from tests.launcher_plugin.hostile_helpers import (
     DATA_URL_SAFE,
     HOSTILE_FRAGMENTS,
     TORCHX,
-    VENV_BIN,
     fsspec_data_url_text,
     parent_run_id_for,
     properties_for,
@@ -53,14 +52,6 @@ runs = {
 with open("job-runs.json", "w", encoding="utf-8") as f:
     json.dump(runs, f)
 """
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The test process's env minus TorchX settings; the venv's ``python`` first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHX")}
-    env["HOME"] = str(home)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def torchx(

@@ -23,7 +23,6 @@ runs the job.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.cli_support import clean_env
 from tests.launcher_plugin.hostile_helpers import (
     DATA_URL_SAFE,
     HOSTILE_FRAGMENTS,
@@ -72,12 +72,7 @@ RECORDS_PER_REPLICA = 25
 # --------------------------------------------------------------------------- helpers
 def launch_env(home: Path) -> dict[str, str]:
     """This process's env minus TorchX settings, ``HOME`` in scratch, the venv first on PATH."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("TORCHX") and k != "TORCHXCONFIG"
-    }
-    env["HOME"] = str(home)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    return clean_env(home)
 
 
 def run(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import torchx
 from tests.slurm.conftest import SlurmCluster
 from trackers.backends.fsspec import create_tracker
 
@@ -23,21 +22,6 @@ SIGKILL_SELF = (
     "import os, signal; from trackers import AppRun; AppRun.run_from_env();"
     "os.kill(os.getpid(), signal.SIGKILL)"
 )
-
-
-def torchx(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHX")}
-    env["HOME"] = str(cwd)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(
-        [str(BIN / "torchx"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
 
 
 def test_sigkilled_job_is_reconciled_from_slurm(

@@ -16,7 +16,6 @@ logs are read before the requeue, for failure messages.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import pytest
 from torchx.specs import is_terminal
 
 from launcher_plugin.slurm_status import app_state, parse_scontrol_fields
+from tests.cli_support import torchx as run_torchx
 from tests.slurm.conftest import SlurmCluster
 from trackers._ids import encode_run_id, record_sort_key
 from trackers.backends.fsspec import create_tracker
@@ -47,18 +47,7 @@ FIRST_ATTEMPT_SLEEP = 600
 
 def torchx(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``torchx`` CLI of this venv, without the test run's TorchX settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHX")}
-    env["HOME"] = str(cwd)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(
-        [str(BIN / "torchx"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return run_torchx(cwd, *args, timeout=TIMEOUT)
 
 
 def slurm(*cmd: str) -> subprocess.CompletedProcess[str]:
