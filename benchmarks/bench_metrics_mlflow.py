@@ -73,6 +73,7 @@ def ours(uri: str, experiment: str, points: int) -> Timing:
     tracker = create_tracker(f'{{uri: "{uri}", experiment: "{experiment}"}}')
     run = AppRun(f"local_cwd://bench/{uuid.uuid4().hex[:8]}", [tracker], settings=RunSettings())
     run.add_metadata(created=True)  # the MLflow run exists before timing starts, as for MLflow
+    run.flush()  # (writes are delivered by a background thread)
     start = time.perf_counter()
     for i in range(points):
         run.log({"loss": 1.0 / (i + 1)}, step=i)
