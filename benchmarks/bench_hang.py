@@ -17,7 +17,8 @@ temp dir and ``TORCHX_TRACKER_SHUTDOWN_TIMEOUT`` = ``--shutdown-timeout`` (3 s).
 ``MLFLOW_HTTP_REQUEST_TIMEOUT=5`` for the whole process (our backend's default is 10 s).
 
 Before the loop (untimed) one ``add_metadata`` starts each backend's delivery thread and spool
-file, as ``run_from_env()`` does when it records RUNNING. The loop (timed): one ``add_source``, ``--steps`` (10,000) ``run.log({"loss", "acc"}, step=i)``
+file, as ``run_from_env()`` does when it records RUNNING. The loop (timed): one
+``add_source``, ``--steps`` (10,000) ``run.log({"loss", "acc"}, step=i)``
 calls, an ``add_metadata(m<i>=i)`` every 100 steps (100 writes), one ``add_artifact``. Then
 ``run.close()`` is timed on its own; it must end within the shutdown timeout.
 

@@ -486,7 +486,7 @@ class AppRun:
             error,
             what,
             type(error).__name__,
-            exc_info=error,
+            exc_info=None if is_transient(error) else error,  # an outage needs no traceback
         )
 
 

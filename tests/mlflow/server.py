@@ -102,17 +102,33 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> 
             time.sleep(0.1)
 
 
+def _new_log(root: Path) -> Path:
+    """``server-<n>.log`` with the first unused ``n`` (a restart on the same root keeps the
+    earlier logs)."""
+    n = 0
+    while (root / f"server-{n}.log").exists():
+        n += 1
+    return root / f"server-{n}.log"
+
+
 @contextmanager
-def running_mlflow_server(root: Path, startup_timeout: float = 90.0) -> Iterator[MlflowServer]:
-    """Run ``mlflow server`` with its store under ``root`` until the block exits."""
+def running_mlflow_server(
+    root: Path, startup_timeout: float = 90.0, port: int | None = None
+) -> Iterator[MlflowServer]:
+    """Run ``mlflow server`` with its store under ``root`` until the block exits.
+
+    ``port``: listen on this port (e.g. to restart a server on the URI its clients use);
+    default: a free port, probed again if another process takes it before the server binds it.
+    """
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in MLFLOW_ENV_TO_DROP}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner / huey consumers
     last_error = ""
-    for attempt in range(3):  # the free port can be taken between probing and binding
-        port = free_port()
+    fixed_port = port
+    for _attempt in range(3):  # the free port can be taken between probing and binding
+        port = fixed_port if fixed_port is not None else free_port()
         uri = f"http://127.0.0.1:{port}"
-        log = root / f"server-{attempt}.log"
+        log = _new_log(root)
         cmd = [
             str(MLFLOW),
             "server",
@@ -152,6 +168,8 @@ def running_mlflow_server(root: Path, startup_timeout: float = 90.0) -> Iterator
                 return
             if "address already in use" not in _tail(log, 200).lower():
                 break
+            if fixed_port is not None:
+                time.sleep(1.0)  # a fixed port: wait for whoever holds it to let go
         finally:
             stop_process_group(proc)
     raise ServerStartError(f"{last_error}; command: {' '.join(cmd)}\nlog:\n{_tail(log, 60)}")

@@ -376,7 +376,8 @@ def _short(error: BaseException) -> str:
     reason = re.search(
         r"(Connection refused|timed out|Name or service not known|"
         r"Temporary failure in name resolution|Connection reset by peer|"
-        r"No route to host|Network is unreachable)",
+        r"No route to host|Network is unreachable|Remote end closed connection|"
+        r"Connection aborted)",
         text,
     )
     if reason:
@@ -442,6 +443,9 @@ class MLflowTracker(LineageTracker):
         if self._http:
             for key, value in HTTP_ENV_DEFAULTS.items():
                 os.environ.setdefault(key, value)
+        # MLflow prints "View run ... at: URL" to stdout on some calls (set_terminated): that
+        # would land in a job's output and in `torchx tracker sync --format json`.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self._mlflow_error: type[Exception] = MlflowException
         try:
             self._client: MlflowClient = MlflowClient(tracking_uri=self.uri)
@@ -1117,7 +1121,10 @@ class MLflowTracker(LineageTracker):
             if target == "RUNNING":
                 self._client.update_run(mlflow_run, status=target)
             else:  # also sets the end time
-                self._client.set_terminated(mlflow_run, status=target)
+                # The operation's own time: a status delivered late (from the spool) still
+                # ends the run when the job ended, not when it was delivered.
+                end = _millis(record_time())
+                self._client.set_terminated(mlflow_run, status=target, end_time=end)
 
     def status(self, run_id: str) -> RunStatus | None:
         with self._calling("status"):
