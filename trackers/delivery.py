@@ -212,7 +212,7 @@ class Delivery:
         while True:
             with self._cond:
                 while not self._entries and not self._closed:
-                    self._cond.wait()
+                    self._cond.wait(0.5)  # also sees an entry queued without the lock
                 if self._closed:
                     return
                 entry = self._entries[0]
