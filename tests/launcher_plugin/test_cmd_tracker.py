@@ -207,23 +207,30 @@ def test_metrics_of_a_torchx_only_store_is_a_clear_error(
 # --- torchx tracker sync ---
 
 
-def _spool_for(tmp_path: Path, store: Path, run_id: str) -> Path:
+def _spooled(spool: Path, name: str, config: str) -> Path:
     """A spool segment as a job leaves it when its store was down until it exited."""
     from trackers.spool import Operation, Segment
 
-    spool = tmp_path / "spool"
-    segment = Segment.create(spool, run_id, "lineage_fsspec", str(store))
+    segment = Segment.create(spool, TRAIN, name, config)
     segment.append(Operation("00000000000000000001-a", "add_metadata", {"values": {"k": 1}}).line)
     segment.append(Operation("00000000000000000002-b", "set_status", {"status": "FAILED"}).line)
     segment.release()
     return spool
 
 
+def _spool_for(tmp_path: Path, store: Path) -> Path:
+    return _spooled(tmp_path / "spool", "lineage_fsspec", str(store))
+
+
+#: An S3 endpoint nothing listens on (the discard port), one attempt per request.
+S3_DOWN = "{url: s3://b/runs, endpoint_url: 'http://127.0.0.1:9', max_attempts: 1}"
+
+
 def test_sync_delivers_a_run_and_prints_what_it_did(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = tmp_path / "later"
-    spool = _spool_for(tmp_path, store, TRAIN)
+    spool = _spool_for(tmp_path, store)
     argv = ["tracker", "sync", TRAIN, "--spool-dir", str(spool), "--format", "json"]
     code, out, err = cli(argv, capsys)
     assert code == 0, err
@@ -246,7 +253,7 @@ def test_sync_delivers_a_run_and_prints_what_it_did(
 def test_sync_to_another_config_with_tracker_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spool = _spool_for(tmp_path, tmp_path / "unreachable-from-here", TRAIN)
+    spool = _spool_for(tmp_path, tmp_path / "unreachable-from-here")
     elsewhere = tmp_path / "mounted-here"
     argv = ["tracker", "sync", "--all", "--spool-dir", str(spool)]
     code, out, err = cli([*argv, "--tracker", f"lineage_fsspec={elsewhere}"], capsys)
@@ -261,35 +268,29 @@ def test_sync_needs_a_run_or_all(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_sync_of_a_store_still_down_exits_1_and_keeps_the_records(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spool = tmp_path / "spool"
-    from trackers.spool import Operation, Segment, segment_paths
+    from trackers.spool import segment_paths
 
-    config = "{url: s3://b/runs, endpoint_url: 'http://127.0.0.1:9', max_attempts: 1}"
-    segment = Segment.create(spool, TRAIN, "s3", config)
-    segment.append(Operation("1-a", "add_metadata", {"values": {"k": 1}}).line)
-    segment.release()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    spool = _spooled(tmp_path / "spool", "s3", S3_DOWN)
     code, out, _ = cli(["tracker", "sync", TRAIN, "--spool-dir", str(spool)], capsys)
-    assert code == 1 and "stopped" in out
+    assert code == 1 and "stopped" in out and "cannot be reached" in out
     assert segment_paths(spool, TRAIN)
 
 
 def test_sync_without_credentials_keeps_the_records_for_a_later_sync(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trackers.spool import Operation, Segment, segment_paths
+    from trackers.spool import segment_paths
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    spool = tmp_path / "spool"
-    config = "{url: s3://b/runs, endpoint_url: 'http://127.0.0.1:9', max_attempts: 1}"
-    segment = Segment.create(spool, TRAIN, "s3", config)
-    segment.append(Operation("1-a", "add_metadata", {"values": {"k": 1}}).line)
-    segment.release()
+    spool = _spooled(tmp_path / "spool", "s3", S3_DOWN)
     code, out, _ = cli(["tracker", "sync", TRAIN, "--spool-dir", str(spool)], capsys)
     assert code == 1 and "credentials" in out
     assert segment_paths(spool, TRAIN)

@@ -23,7 +23,8 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,37 +294,63 @@ def sync(run_id: str, spool: Path, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
-def test_server_killed_mid_run_and_restarted_gets_every_record_exactly_once(
-    tmp_path: Path,
-) -> None:
+@dataclass(frozen=True)
+class Crash:
+    """A job whose MLflow server was SIGKILLed at step ``KILL_AT`` (and is still down)."""
+
+    job: Job
+    port: int
+    root: Path
+    spool: Path
+    uri: str
+    experiment: str
+    config: str
+    down_at: float
+    killed_at: int
+
+
+@contextmanager
+def job_through_a_crash(tmp_path: Path, *, shutdown: float, gate: int = -1) -> Iterator[Crash]:
+    """Start a server on a fixed port and a job logging to it; kill the server mid-run."""
     port, root, spool = fixed_port(), tmp_path / "server", tmp_path / "spool"
     experiment = f"outage-{uuid.uuid4().hex[:12]}"
     job: Job | None = None
     try:
         with running_mlflow_server(root, port=port) as first:
             config = json.dumps({"uri": first.uri, "experiment": experiment})
-            job = start_job(tmp_path, first.uri, experiment, spool, shutdown=60, gate=RESUME_AT)
+            job = start_job(tmp_path, first.uri, experiment, spool, shutdown=shutdown, gate=gate)
             wait_for(lambda: job.step() >= KILL_AT, 120, f"step {KILL_AT}", job)
             crash(first, port)
             down_at, killed_at = time.monotonic(), job.step()
+        # (Leaving the block above can take seconds: PID 1 of this box reaps the server's
+        # orphaned worker late, and the helper waits until the whole process group is gone.)
+        yield Crash(job, port, root, spool, first.uri, experiment, config, down_at, killed_at)
+    finally:
+        if job is not None:
+            job.stop()
+
+
+def test_server_killed_mid_run_and_restarted_gets_every_record_exactly_once(
+    tmp_path: Path,
+) -> None:
+    with job_through_a_crash(tmp_path, shutdown=60, gate=RESUME_AT) as crashed:
+        job = crashed.job
         # Down while the job goes on logging: until it noticed, and some 100 steps (~3 s); then
         # it waits at step RESUME_AT until the server is back, and logs the rest while the
         # records of the outage are caught up.
-        # (Leaving the block above can take seconds: PID 1 of this box reaps the server's
-        # orphaned worker late, and the helper waits until the whole process group is gone.)
         wait_for(lambda: "not reachable" in job.output(), 60, "the job to see the outage", job)
         wait_for(
             lambda: (
-                job.step() >= min(killed_at + 100, RESUME_AT - 1) or job.proc.poll() is not None
+                job.step() >= min(crashed.killed_at + 100, RESUME_AT - 1)
+                or job.proc.poll() is not None
             ),
             60,
             "the job to go on while the server is down",
             job,
         )
         assert job.proc.poll() is None, f"the job ended during the outage:\n{job.output()}"
-        with running_mlflow_server(root, port=port) as second:
-            assert second.uri == first.uri
-            back = (time.monotonic() - down_at, job.step())
+        with running_mlflow_server(crashed.root, port=crashed.port) as second:
+            assert second.uri == crashed.uri
             assert job.proc.poll() is None and job.step() < RESUME_AT, job.output()
             job.resume()
             code = job.proc.wait(timeout=240)
@@ -332,28 +359,21 @@ def test_server_killed_mid_run_and_restarted_gets_every_record_exactly_once(
             assert "job: logged every step" in output
             assert "is back after" in output, output
             assert "not delivered" not in output, output
-            assert_everything_once(second.uri, experiment, config, job.run_id)
-        assert segments(spool) == []
-        print(f"server back after {back[0]:.1f} s at job step {back[1]}")
-        print(f"job log:\n{output}")
-    finally:
-        if job is not None:
-            job.stop()
+            assert_everything_once(second.uri, crashed.experiment, crashed.config, job.run_id)
+        assert segments(crashed.spool) == []
 
 
 def test_records_left_while_the_server_is_down_are_delivered_by_sync_exactly_once(
     tmp_path: Path,
 ) -> None:
-    port, root, spool = fixed_port(), tmp_path / "server", tmp_path / "spool"
-    experiment = f"outage-{uuid.uuid4().hex[:12]}"
-    job: Job | None = None
-    try:
-        with running_mlflow_server(root, port=port) as first:
-            uri = first.uri
-            config = json.dumps({"uri": uri, "experiment": experiment})
-            job = start_job(tmp_path, uri, experiment, spool, shutdown=2)
-            wait_for(lambda: job.step() >= KILL_AT, 120, f"step {KILL_AT}", job)
-            crash(first, port)
+    with job_through_a_crash(tmp_path, shutdown=2) as crashed:
+        job, spool, uri, experiment, config = (
+            crashed.job,
+            crashed.spool,
+            crashed.uri,
+            crashed.experiment,
+            crashed.config,
+        )
         # Down until the job has ended: it logs the rest of its steps into the spool only.
         started = time.monotonic()
         code = job.proc.wait(timeout=120)
@@ -375,7 +395,7 @@ def test_records_left_while_the_server_is_down_are_delivered_by_sync_exactly_onc
         assert len(segments(spool)) == 1, segments(spool)
         assert str(segments(spool)[0].parent) in line
 
-        with running_mlflow_server(root, port=port) as second:
+        with running_mlflow_server(crashed.root, port=crashed.port) as second:
             assert second.uri == uri
             client = MlflowClient(tracking_uri=uri)
             # What the job could deliver before the crash is there; the rest is not (yet).
@@ -408,6 +428,3 @@ def test_records_left_while_the_server_is_down_are_delivered_by_sync_exactly_onc
             assert done.stdout.startswith("["), (
                 f"`torchx tracker sync --format json` printed more than JSON:\n{done.stdout}"
             )
-    finally:
-        if job is not None:
-            job.stop()
