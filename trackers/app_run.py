@@ -423,7 +423,7 @@ class AppRun:
     def _submit(self, kind: str, *, wait: bool | None = None, **args: Any) -> None:
         """Hand one write to every backend that takes it; strict ones wait for the attempt
         (``wait`` overrides that)."""
-        op = Operation(record_name(), kind, args)
+        op = Operation(record_name(), kind, args).snapshot()
         for i, backend in enumerate(self.backends):
             if kind in LINEAGE_OPS and not isinstance(backend, LineageTracker):
                 continue

@@ -130,6 +130,17 @@ class Operation:
             else:
                 raise ValueError(f"unknown operation {self.kind!r}; expected one of {WRITE_OPS}")
 
+    def snapshot(self) -> Operation:
+        """A copy the caller's later changes cannot reach: delivery happens later, on another
+        thread, and a dict passed to ``add_metadata`` may be changed by then. Other than
+        metric batches (made by the writer, never shared), the arguments go through the spool
+        encoding, which is what every backend stores anyway (JSON, ``repr`` for the rest)."""
+        if self.kind == "add_metrics":
+            return self
+        copy = Operation.decode(self.line)
+        copy.__dict__["line"] = self.line  # the cached encoding is the same
+        return copy
+
     @functools.cached_property
     def line(self) -> bytes:
         """:meth:`encode`, once per operation (it goes into every backend's spool)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerSource
 
 from trackers import AppRun, RunSettings, TrackerConfigError
 from trackers.api import LineageTracker
-from trackers.backends.fsspec import create_tracker
+from trackers.backends.fsspec import FsspecTracker, create_tracker
 from trackers.types import LinkedRun, MetricPoint, RunStatus
 
 RUN = "local_cwd://torchx/train-1"
@@ -177,6 +178,28 @@ def test_a_record_the_backend_rejects_is_skipped_once_and_the_rest_delivered(
     assert len(errors) == 1 and "skipped" in errors[0].getMessage()
     run.close()
     assert not list(tmp_path.rglob("*.jsonl"))  # nothing left to deliver
+
+
+def test_a_value_changed_after_the_write_is_recorded_as_it_was(tmp_path: Path) -> None:
+    class Gated(FsspecTracker):
+        """Delivers nothing until the gate opens."""
+
+        gate = threading.Event()
+
+        def add_metadata(self, run_id: str, **kwargs: object) -> None:
+            self.gate.wait(10)
+            super().add_metadata(run_id, **kwargs)
+
+    base = create_tracker(str(tmp_path))
+    store = Gated(base.fs, base.root, base.config)
+    run = AppRun(RUN, [store])
+    config = {"lr": 0.1, "layers": [1, 2]}
+    run.add_metadata(config=config)
+    config["lr"] = 99.0  # before the background delivery took it
+    config["layers"].append(3)  # type: ignore[attr-defined]
+    Gated.gate.set()
+    run.close()
+    assert store.metadata(RUN)["config"] == {"lr": 0.1, "layers": [1, 2]}
 
 
 def test_reads_fall_over_to_the_next_backend(tmp_path: Path) -> None:
