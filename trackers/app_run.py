@@ -300,26 +300,24 @@ class AppRun:
             self._set_status(final, wait=False)  # bounded by the shutdown limit, even if strict
         for i, delivery in sorted(self._deliveries.items()):
             left = delivery.close(_left(deadline))
-            if left and delivery.spool_dir is not None:
-                logger.error(
-                    "tracking: run %s: %d record(s) not delivered to %r within the shutdown "
-                    "limit (%g s); they are kept in %s. Deliver them with: torchx tracker sync %s",
-                    self.id,
-                    left,
-                    self.backends[i],
-                    limit,
-                    delivery.spool_dir,
-                    shlex.quote(self.id),
+            if not left:
+                continue
+            if delivery.spool_dir is not None:
+                fate = (
+                    f"they are kept in {delivery.spool_dir}. Deliver them with: "
+                    f"torchx tracker sync {shlex.quote(self.id)}"
                 )
-            elif left:
-                logger.error(
-                    "tracking: run %s: %d record(s) not delivered to %r within the shutdown "
-                    "limit (%g s) are lost: the spool is off (TORCHX_TRACKER_SPOOL_DIR)",
-                    self.id,
-                    left,
-                    self.backends[i],
-                    limit,
-                )
+            else:
+                fate = "they are lost: the spool is off (TORCHX_TRACKER_SPOOL_DIR)"
+            logger.error(
+                "tracking: run %s: %d record(s) not delivered to %r within the shutdown "
+                "limit (%g s); %s",
+                self.id,
+                left,
+                self.backends[i],
+                limit,
+                fate,
+            )
 
     def __enter__(self) -> AppRun:
         return self

@@ -302,13 +302,13 @@ class Delivery:
             return
         waiting = 0
         for segment in found:
+            if segment.remaining == 0:  # delivered, but its writer died before deleting it
+                segment.release()
+                continue
             self._adopted.append(segment)
             for index in range(segment.acked, segment.count):
                 self._entries.append(_Entry(next(self._seq), None, segment, index))
-                waiting += 1
-            if segment.remaining == 0:
-                self._adopted.remove(segment)
-                segment.release()
+            waiting += segment.remaining
         if waiting:
             logger.warning(
                 "tracking: %d record(s) of run %s that an earlier process could not deliver to "

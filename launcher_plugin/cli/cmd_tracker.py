@@ -302,6 +302,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _printing(make: Callable[[argparse.Namespace], Output]) -> Callable[[argparse.Namespace], None]:
+    """A subcommand that prints ``make(args)`` in ``--format``; errors print one line, exit 1.
+
+    An output marked ``failed`` (something left undone) is printed, then exits with status 1.
+    """
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            result = make(args)
+        except (CliError, TrackerError) as e:
+            print(f"torchx tracker: {e}", file=sys.stderr)
+            sys.exit(1)
+        print(result.render(args.format))
+        if result.failed:
+            sys.exit(1)
+
+    return run
+
+
 class CmdTracker(SubCommand):
     """``torchx tracker list ...``: query runs, metadata, artifacts and lineage."""
 
@@ -321,29 +340,10 @@ class CmdTracker(SubCommand):
         p.set_defaults(func=self._runner(handler))
         p = commands.add_parser("sync", help="deliver records jobs left in the spool")
         _args_sync(p)
-        p.set_defaults(func=self._sync)
-
-    def _sync(self, args: argparse.Namespace) -> None:
-        try:
-            result = sync_spooled(args)
-        except (CliError, TrackerError) as e:
-            print(f"torchx tracker: {e}", file=sys.stderr)
-            sys.exit(1)
-        print(result.render(args.format))
-        if result.failed:
-            sys.exit(1)
+        p.set_defaults(func=_printing(sync_spooled))
 
     def _runner(self, handler: Handler) -> Callable[[argparse.Namespace], None]:
-        def run(args: argparse.Namespace) -> None:
-            try:
-                tracker = choose_tracker(args.tracker, os.environ)
-                result = handler(tracker, args)
-            except (CliError, TrackerError) as e:
-                print(f"torchx tracker: {e}", file=sys.stderr)
-                sys.exit(1)
-            print(result.render(args.format))
-
-        return run
+        return _printing(lambda args: handler(choose_tracker(args.tracker, os.environ), args))
 
     def run(self, args: argparse.Namespace) -> None:
         # `torchx tracker` without a subcommand: argparse dispatches the leaves through `func`.

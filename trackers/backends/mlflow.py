@@ -339,12 +339,19 @@ def _json_size(value: str) -> int:
 # --- errors ---
 
 
-def _connection_error(error: BaseException) -> BaseException | None:
-    """The network-level cause (refused, timeout, DNS...) in ``error``'s chain, if any."""
+def _error_chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then its causes (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _connection_error(error: BaseException) -> BaseException | None:
+    """The network-level cause (refused, timeout, DNS...) in ``error``'s chain, if any."""
+    for current in _error_chain(error):
         module = type(current).__module__.split(".")[0]
         name = type(current).__name__
         if name == "RetryError":  # the server kept answering 5xx: it is reachable
@@ -353,22 +360,16 @@ def _connection_error(error: BaseException) -> BaseException | None:
             module in ("requests", "urllib3") and name != "HTTPError"
         ):
             return current
-        current = current.__cause__ or current.__context__
     return None
 
 
 def _gave_up_on_5xx(error: BaseException) -> bool:
     """Whether ``error``'s chain shows the client retried 5xx answers until it gave up."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ in ("RetryError", "MaxRetryError") or (
-            "too many 5" in str(current).lower()
-        ):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        type(current).__name__ in ("RetryError", "MaxRetryError")
+        or "too many 5" in str(current).lower()
+        for current in _error_chain(error)
+    )
 
 
 def _short(error: BaseException) -> str:
