@@ -24,7 +24,8 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tests.e2e.test_pipeline import HANDLE_LINE, STEPS, clean_env
+from tests.cli_support import clean_env
+from tests.e2e.test_pipeline import HANDLE_LINE, STEPS
 from tests.mlflow.server import MLFLOW_ENV_TO_DROP, MlflowServer
 from trackers.backends.mlflow import create_tracker, run_key
 

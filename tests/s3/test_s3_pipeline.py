@@ -9,7 +9,6 @@ endpoint in the tracker config and the (fake) credentials from the env, as a rea
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_support import clean_env
 from tests.s3.conftest import BUCKET
 from tests.s3.support import MotoServer, aws_test_env
 
@@ -33,11 +33,7 @@ HANDLE_LINE = re.compile(r"^step (prepare|train|evaluate): (local_cwd://\S+) ", 
 
 def job_env(home: Path) -> dict[str, str]:
     """Fake AWS credentials, no TORCHX_* from the test's env, no ~/.torchxconfig."""
-    env = {k: v for k, v in aws_test_env().items() if not k.startswith("TORCHX_")}
-    env.pop("TORCHXCONFIG", None)
-    env["HOME"] = str(home)
-    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
-    return env
+    return clean_env(home, base=aws_test_env())
 
 
 @dataclass(frozen=True)
