@@ -10,6 +10,17 @@ Replays must not duplicate: the delivery worker (:mod:`trackers.delivery`) gives
 operation an id when it is made (a record name) and delivers it inside
 :func:`deterministic_record_names`, so the records one operation writes get the same names every
 time it is delivered, and a second delivery overwrites instead of adding.
+
+Long run ids. A file name holds at most 255 bytes, and base32 takes 8 characters per 5 bytes, so
+TorchX's form fits only ids of up to :data:`MAX_PATH_ID_BYTES` (155) bytes; TorchX could never
+write a longer one. Such an id is kept in paths in a *shortened* form: its first bytes (cut on a
+character boundary), ``~~sha256-`` and 32 hex digits of the SHA-256 of the whole id, base32-encoded
+like any id (at most 248 characters, so TorchX's own ``run_ids()`` still lists it, shortened).
+The store keeps the whole id in ``<run>/.run_id`` and reads it back; ids up to 155 bytes keep
+exactly TorchX's name.
+
+Ids are encoded to bytes with ``surrogateescape``: an id holding bytes that are not UTF-8 (what
+``os.environ`` gives for them) is stored as those bytes and decoded back to the same string.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import hashlib
+import re
 import time
 import uuid
 from base64 import b32decode, b32encode
@@ -27,19 +39,66 @@ from contextvars import ContextVar
 _operation: ContextVar[tuple[str, list[int]] | None] = ContextVar("_operation", default=None)
 
 
-def encode_run_id(run_id: str) -> str:
-    """``local_cwd://torchx/a-1`` -> a base32 name that is safe as a file or object key."""
+#: The longest id (in bytes) whose base32 form fits a 255-byte file name (TorchX's limit too).
+MAX_PATH_ID_BYTES = 155
+#: Separates the kept head of a shortened id from the digest of the whole id.
+LONG_ID_MARK = "~~sha256-"
+_DIGEST_CHARS = 32
+_LONG_ID = re.compile(re.escape(LONG_ID_MARK) + f"([0-9a-f]{{{_DIGEST_CHARS}}})$")
+
+
+def id_bytes(run_id: str) -> bytes:
+    """The bytes of a run id: UTF-8, with undecodable bytes (``surrogateescape``) restored."""
+    try:
+        return run_id.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return run_id.encode("utf-8", "surrogatepass")
+
+
+def id_digest(run_id: str) -> str:
+    """The digest a shortened path id ends with."""
+    return hashlib.sha256(id_bytes(run_id)).hexdigest()[:_DIGEST_CHARS]
+
+
+def path_id(run_id: str) -> str:
+    """The id as it appears (base32-encoded) in paths: itself when short enough for TorchX's
+    form, else its head plus ``~~sha256-<digest of the whole id>`` (at most 155 bytes)."""
     if not run_id:
         raise ValueError("run id must be a non-empty string")
-    return b32encode(run_id.encode("utf-8")).decode("ascii")
+    raw = id_bytes(run_id)
+    if len(raw) <= MAX_PATH_ID_BYTES:
+        return run_id
+    cut = MAX_PATH_ID_BYTES - len(LONG_ID_MARK) - _DIGEST_CHARS
+    while cut > 0 and raw[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+        cut -= 1
+    head = raw[:cut].decode("utf-8", "surrogateescape")
+    return f"{head}{LONG_ID_MARK}{id_digest(run_id)}"
+
+
+def shortened_digest(name_id: str) -> str | None:
+    """For a path id in the shortened form, the digest of the whole id it stands for."""
+    if len(id_bytes(name_id)) > MAX_PATH_ID_BYTES:
+        return None
+    found = _LONG_ID.search(name_id)
+    return found.group(1) if found else None
+
+
+def encode_run_id(run_id: str) -> str:
+    """``local_cwd://torchx/a-1`` -> a base32 name that is safe as a file or object key
+    (TorchX's name for ids up to 155 bytes; see the module docstring for longer ones)."""
+    return b32encode(id_bytes(path_id(run_id))).decode("ascii")
 
 
 def decode_run_id(name: str) -> str | None:
-    """Inverse of :func:`encode_run_id`; ``None`` for names that are not encoded run ids."""
+    """Inverse of :func:`encode_run_id` (a shortened id comes back shortened); ``None`` for names
+    that are not encoded run ids."""
     try:
-        return b32decode(name.encode("ascii")).decode("utf-8")
+        raw = b32decode(name.encode("ascii"))
     except (binascii.Error, UnicodeError, ValueError):
         return None
+    if not raw:
+        return None
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def record_name() -> str:

@@ -34,6 +34,10 @@ Why it is shaped this way:
   creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
 * The run id only ever appears base32-encoded in a key, and record names are generated, so no
   input can make a write land outside the store's root.
+* An id too long for TorchX's form (over 155 bytes: its base32 would exceed a 255-byte name) is
+  kept under a shortened name (:func:`trackers._ids.path_id`) and its whole text in
+  ``<run>/.run_id`` (``{"run_id": ...}``), which :meth:`run_ids` reads back. TorchX's
+  ``sources/`` file is written only for source ids short enough for TorchX to have written it.
 * Metrics are stored a batch per record, column-wise (one record per flush, not per point);
   times are kept to the microsecond.
 """
@@ -51,7 +55,16 @@ from typing import Any
 
 from torchx.tracker.api import TrackerArtifact, TrackerSource
 
-from trackers._ids import decode_run_id, encode_run_id, record_name, record_sort_key
+from trackers._ids import (
+    MAX_PATH_ID_BYTES,
+    decode_run_id,
+    encode_run_id,
+    id_bytes,
+    path_id,
+    record_name,
+    record_sort_key,
+    shortened_digest,
+)
 from trackers.api import LineageTracker
 from trackers.errors import TrackerError
 from trackers.origin import record_origin
@@ -67,6 +80,8 @@ LINKS = "links"
 METRICS = "metrics"
 SUMMARY = "summary"
 STATUS = "status"
+#: ``<run>/.run_id``: the whole id of a run kept under a shortened name.
+RUN_ID_FILE = ".run_id"
 
 #: How many times a conditional write of a shared object is retried before giving up.
 CONDITIONAL_WRITE_ROUNDS = 25
@@ -107,10 +122,21 @@ class RecordStoreTracker(LineageTracker):
 
     def _write_record(self, run_id: str, category: str, payload: Mapping[str, object]) -> None:
         self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
+        if path_id(run_id) != run_id:
+            self._write_run_id_file(run_id)
         key = posixpath.join(self._run_dir(run_id), category, record_name())
         record = {**payload, "origin": record_origin()}
         data = json.dumps(record, default=_json_fallback, allow_nan=True).encode("utf-8")
         self._put(run_id, key, data)
+
+    def _write_run_id_file(self, run_id: str) -> None:
+        """``<run>/.run_id`` for an id kept under a shortened name (once per tracker object)."""
+        written: set[str] = self.__dict__.setdefault("_run_id_files", set())
+        if run_id in written:
+            return
+        key = posixpath.join(self._run_dir(run_id), RUN_ID_FILE)
+        self._put(run_id, key, json.dumps({"run_id": run_id}).encode("ascii"))
+        written.add(run_id)
 
     def _read_records(self, run_id: str, category: str) -> list[dict[str, Any]]:
         directory = posixpath.join(self._run_dir(run_id), category)
@@ -197,6 +223,8 @@ class RecordStoreTracker(LineageTracker):
         A read-modify-write, so it goes through :meth:`_put_if` and is retried when another
         writer got there first. Our own ``links/`` records hold every link regardless.
         """
+        if len(id_bytes(source_id)) > MAX_PATH_ID_BYTES:
+            return  # TorchX cannot have a file for it (its name would exceed 255 bytes)
         key = posixpath.join(self._run_dir(run_id), SOURCES, encode_run_id(source_id))
         name = artifact_name or ""
         for attempt in range(CONDITIONAL_WRITE_ROUNDS):
@@ -227,7 +255,7 @@ class RecordStoreTracker(LineageTracker):
     def _torchx_links(self, run_id: str, category: str) -> list[LinkedRun]:
         """Links in TorchX's own format: one file per linked run, artifact names as lines."""
         directory = posixpath.join(self._run_dir(run_id), category)
-        names = [n for n in self._list_names(directory) if decode_run_id(n) is not None]
+        names = [n for n in self._list_names(directory) if _torchx_link_name(n)]
         keys = [posixpath.join(directory, n) for n in names]
         found: list[LinkedRun] = []
         for name, data in zip(names, self._get_many(keys), strict=True):
@@ -264,8 +292,13 @@ class RecordStoreTracker(LineageTracker):
     def _run_ids(self, parent_run_id: str | None) -> list[str]:
         if parent_run_id is not None:
             return sorted({link.run_id for link in self.descendants(parent_run_id)})
-        ids = (decode_run_id(name) for name in self._list_dirs(self.root))
-        return sorted(i for i in ids if i is not None)
+        ids = [i for i in map(decode_run_id, self._list_dirs(self.root)) if i is not None]
+        shortened = [i for i in ids if shortened_digest(i) is not None]
+        if not shortened:
+            return sorted(ids)
+        keys = [posixpath.join(self.root, encode_run_id(i), RUN_ID_FILE) for i in shortened]
+        whole = dict(zip(shortened, self._get_many(keys), strict=True))
+        return sorted(_whole_id(i, whole.get(i)) for i in ids)
 
     # --- metrics and summaries ---
     def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
@@ -328,6 +361,28 @@ class RecordStoreTracker(LineageTracker):
             if value in RUN_STATUSES:
                 found = value
         return found
+
+
+def _torchx_link_name(name: str) -> bool:
+    """Whether ``name`` is a TorchX link file's (the base32 of an id TorchX can write)."""
+    other = decode_run_id(name)
+    return other is not None and shortened_digest(other) is None
+
+
+def _whole_id(shortened: str, data: bytes | None) -> str:
+    """The id a shortened run name stands for, from its ``.run_id`` (else the name's own id)."""
+    if shortened_digest(shortened) is None or data is None:
+        return shortened
+    try:
+        whole = json.loads(data).get("run_id")
+    except (ValueError, AttributeError):
+        whole = None
+    if isinstance(whole, str) and whole and path_id(whole) == shortened:
+        return whole
+    logger.warning(
+        "%s of run %r does not hold its whole id; listed shortened", RUN_ID_FILE, shortened
+    )
+    return shortened
 
 
 def _lines(data: bytes) -> list[str]:
