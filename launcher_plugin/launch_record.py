@@ -31,6 +31,7 @@ from torchx.specs import AppDryRunInfo
 
 from trackers.redact import redact
 from trackers.snapshot import git_state
+from trackers.torchx_compat import dryrun_app, dryrun_cfg
 
 if TYPE_CHECKING:
     from launcher_plugin.inject import TrackingPlan
@@ -65,7 +66,7 @@ def launch_metadata(
     run_id: str, dryrun_info: AppDryRunInfo[Any], parent: str | None
 ) -> dict[str, object]:
     """The launch record for ``run_id`` submitted from ``dryrun_info``."""
-    app = dryrun_info._app
+    app = dryrun_app(dryrun_info)
     record: dict[str, object] = {
         "launch.run_id": run_id,
         "launch.scheduler": dryrun_info._scheduler or run_id.split("://", 1)[0],
@@ -74,7 +75,7 @@ def launch_metadata(
         "launch.host": socket.gethostname(),
         "launch.cwd": os.getcwd(),
         "launch.scheduler_cfg": {
-            k: redact(v) if isinstance(v, str) else v for k, v in dict(dryrun_info._cfg).items()
+            k: redact(v) if isinstance(v, str) else v for k, v in dryrun_cfg(dryrun_info).items()
         },
     }
     if app is not None:

@@ -1,9 +1,11 @@
 """TorchX's schedulers, each wrapped so that every launch is tracked.
 
-Registered in the ``torchx.schedulers`` entry-point group under TorchX 0.7.0's own names. One
-entry in that group hides all of TorchX's defaults, so every default is registered again here,
-in TorchX's order (the first is the default scheduler). Each scheduler TorchX's own factory
-builds gets two hooks (:func:`install_tracking_hooks`):
+:func:`install` routes every scheduler the installed TorchX ships (same names, same order, so
+the same default) through :func:`install_tracking_hooks`; see
+:func:`trackers.torchx_compat.install_tracked_schedulers` for how, and why not entry points.
+Importing :mod:`launcher_plugin` installs them, which the ``torchx`` CLI always does (our
+``run`` and ``tracker`` subcommands live there); a program that drives ``torchx.runner``
+itself imports ``launcher_plugin`` first. Each scheduler instance gets:
 
 * in ``_submit_dryrun``: validates and normalises the tracking env (:mod:`launcher_plugin.inject`)
   before the scheduler request is rendered, so ``--dryrun`` shows exactly what the job gets;
@@ -12,20 +14,19 @@ builds gets two hooks (:func:`install_tracking_hooks`):
 * in ``schedule``: creates the store root before submitting (TorchX's ``FsspecTracker`` refuses a
   missing root) and, once the app handle is known, writes the launch record.
 
-Slurm also gets a ``describe`` that works without accounting storage: TorchX's own (``sacct``)
-first, then ``squeue``/``scontrol`` (:mod:`launcher_plugin.slurm_status`), so ``torchx run
---wait`` and ``torchx status`` work on clusters with ``accounting_storage/none``.
+Slurm also gets a ``describe`` that works without accounting storage: TorchX's own first
+(``sacct`` on 0.7.0; ``squeue --json`` then ``sacct`` on nightly), then ``squeue``/``scontrol``
+(:mod:`launcher_plugin.slurm_status`) when it fails or finds nothing, so ``torchx run --wait``
+and ``torchx status`` work on clusters with ``accounting_storage/none``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import subprocess
 from typing import Any
 
-from torchx.schedulers import DEFAULT_SCHEDULER_MODULES
 from torchx.schedulers.api import DescribeAppResponse, Scheduler
 from torchx.specs import AppDef, AppDryRunInfo
 from torchx.specs.builders import make_app_handle
@@ -33,6 +34,7 @@ from torchx.specs.builders import make_app_handle
 from launcher_plugin import inject, secrets, slurm_status
 from launcher_plugin.launch_record import write_launch_record
 from trackers.env import ENV_TORCHX_JOB_ID
+from trackers.torchx_compat import install_tracked_schedulers
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -93,10 +95,14 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
             # (accounting_storage/none); then squeue/scontrol answer. After one failure this
             # scheduler stops asking sacct (which prints its error on every `--wait` poll).
             nonlocal sacct_failed
+            # (nightly's describe tries `squeue --json` and sacct itself and returns None.)
             if not sacct_failed:
                 try:
                     response: DescribeAppResponse | None = describe(app_id)
-                    return response
+                    if response is not None:
+                        return response
+                    sacct_failed = True
+                    logger.debug("TorchX's describe found nothing: using squeue/scontrol")
                 except (subprocess.CalledProcessError, OSError) as e:
                     sacct_failed = True
                     logger.debug("sacct failed (%s): describing with squeue/scontrol", e)
@@ -106,56 +112,18 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
     return scheduler
 
 
-def _create(name: str, session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    module = importlib.import_module(DEFAULT_SCHEDULER_MODULES[name])
-    return install_tracking_hooks(module.create_scheduler(session_name, **kwargs), name)
+def install() -> None:
+    """Track every scheduler the installed TorchX ships (idempotent)."""
+    install_tracked_schedulers(install_tracking_hooks)
 
 
-def create_local_docker(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``local_docker`` scheduler, tracked."""
-    return _create("local_docker", session_name, **kwargs)
+def create(name: str, session_name: str, **kwargs: Any) -> Scheduler[Any]:
+    """TorchX's scheduler ``name``, tracked (what ``torchx run -s NAME`` uses)."""
+    from torchx.schedulers import get_scheduler_factories
 
-
-def create_local_cwd(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``local_cwd`` scheduler, tracked."""
-    return _create("local_cwd", session_name, **kwargs)
-
-
-def create_slurm(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``slurm`` scheduler, tracked (env values with commas reach the job intact)."""
-    return _create("slurm", session_name, **kwargs)
-
-
-def create_kubernetes(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``kubernetes`` scheduler, tracked (``TORCHX_JOB_ID`` equals the handle)."""
-    return _create("kubernetes", session_name, **kwargs)
-
-
-def create_kubernetes_mcad(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``kubernetes_mcad`` scheduler, tracked."""
-    return _create("kubernetes_mcad", session_name, **kwargs)
-
-
-def create_aws_batch(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``aws_batch`` scheduler, tracked."""
-    return _create("aws_batch", session_name, **kwargs)
-
-
-def create_aws_sagemaker(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``aws_sagemaker`` scheduler, tracked."""
-    return _create("aws_sagemaker", session_name, **kwargs)
-
-
-def create_gcp_batch(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``gcp_batch`` scheduler, tracked."""
-    return _create("gcp_batch", session_name, **kwargs)
-
-
-def create_ray(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``ray`` scheduler, tracked."""
-    return _create("ray", session_name, **kwargs)
-
-
-def create_lsf(session_name: str, **kwargs: Any) -> Scheduler[Any]:
-    """TorchX's ``lsf`` scheduler, tracked."""
-    return _create("lsf", session_name, **kwargs)
+    install()
+    factories = get_scheduler_factories()
+    if name not in factories:
+        raise KeyError(f"no scheduler {name!r} in this TorchX; it has: {', '.join(factories)}")
+    scheduler: Scheduler[Any] = factories[name](session_name, **kwargs)
+    return scheduler

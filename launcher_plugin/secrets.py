@@ -128,7 +128,7 @@ def add_kubernetes_secret_refs(request: Any, secrets: Sequence[SecretSpec]) -> N
     """Add ``valueFrom.secretKeyRef`` env entries to every container of TorchX's Volcano job."""
     from kubernetes.client import V1EnvVar, V1EnvVarSource, V1SecretKeySelector
 
-    refs = [s for s in secrets if s.k8s_secret]
+    refs = [s for s in secrets if s.k8s_secret and s.k8s_key]
     if not refs:
         return
     for task in request.resource["spec"]["tasks"]:
@@ -138,7 +138,7 @@ def add_kubernetes_secret_refs(request: Any, secrets: Sequence[SecretSpec]) -> N
                 V1EnvVar(
                     name=s.env_var,
                     value_from=V1EnvVarSource(
-                        secret_key_ref=V1SecretKeySelector(name=s.k8s_secret, key=s.k8s_key)
+                        secret_key_ref=V1SecretKeySelector(name=s.k8s_secret, key=str(s.k8s_key))
                     ),
                 )
                 for s in refs

@@ -8,11 +8,13 @@ test run leaks in (``TORCHX_TRACKER_SPOOL_DIR`` included, so a job spools under 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 TORCHX = str(BIN / "torchx")
@@ -46,3 +48,38 @@ def torchx(
         timeout=timeout,
         check=False,
     )
+
+
+def kubernetes_dryrun_cfg(**extra: str) -> dict[str, object]:
+    """A ``kubernetes`` scheduler cfg whose dryrun needs no cluster, on either TorchX.
+
+    torchx-nightly validates the spec against the API server during dryrun unless
+    ``validate_spec`` is false; 0.7.0 has no such option.
+    """
+    from torchx.schedulers.kubernetes_scheduler import create_scheduler
+
+    cfg: dict[str, object] = {"queue": "default", **extra}
+    if create_scheduler("probe").run_opts().get("validate_spec") is not None:
+        cfg["validate_spec"] = False
+    return cfg
+
+
+def kubernetes_model(obj: object, klass: str) -> Any:
+    """``obj`` (JSON-able) as the kubernetes client model ``klass``, as the client reads replies.
+
+    kubernetes 37 (beside torchx-nightly) takes the reply text and a content type; earlier
+    versions (beside torchx 0.7.0) take a response object with ``.data``.
+    """
+    import inspect
+
+    from kubernetes.client import ApiClient
+
+    text = json.dumps(obj)
+    with ApiClient() as api:
+        if "content_type" in inspect.signature(api.deserialize).parameters:
+            return api.deserialize(text, klass, "application/json")
+
+        class Response:
+            data = text
+
+        return api.deserialize(Response(), klass)

@@ -1,6 +1,7 @@
 """The environment contract between the launcher and the job: the one place that names it.
 
-The names are TorchX's own (``torchx.tracker.api``), so a job that uses TorchX's ``AppRun`` reads
+The names are TorchX's own (``torchx.tracker.api`` on 0.7.0, ``torchx.settings`` on nightly;
+:mod:`trackers.torchx_compat` knows which), so a job that uses TorchX's ``AppRun`` reads
 exactly what our launcher writes, and ours reads what TorchX's runner writes:
 
 ``TORCHX_JOB_ID``
@@ -40,13 +41,12 @@ import os
 import re
 from collections.abc import Mapping
 
-from torchx.tracker.api import (
+from trackers.errors import TrackerConfigError
+from trackers.torchx_compat import (
     ENV_TORCHX_JOB_ID,
     ENV_TORCHX_PARENT_RUN_ID,
     ENV_TORCHX_TRACKERS,
 )
-
-from trackers.errors import TrackerConfigError
 
 __all__ = [
     "ENV_TORCHX_JOB_ID",

@@ -7,7 +7,10 @@ signature ``(config: str | None) -> TrackerBase``. Resolution order for a name:
    fsspec backend for our ``AppRun``, although TorchX registers its own ``fsspec`` entry point;
 2. the ``torchx.tracker`` entry points. If several distributions register one name, the one whose
    distribution name sorts first wins and a warning names all of them (importlib-metadata would
-   otherwise pick by directory-listing order).
+   otherwise pick by directory-listing order);
+3. on a TorchX with a plugin registry (torchx-nightly), trackers registered with
+   ``@register.tracker`` in a ``torchx_plugins.tracker`` namespace package, looked up only when
+   the name is not found above (discovery imports every plugin module, as TorchX's does).
 
 Entry points are loaded only when their name is used, so an unused backend costs no import.
 """
@@ -25,6 +28,7 @@ from torchx.tracker.api import TrackerBase
 from trackers.env import validate_tracker_name
 from trackers.errors import TrackerConfigError, TrackerNotFoundError
 from trackers.redact import redact
+from trackers.torchx_compat import has_plugin_registry, plugin_tracker_factories
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -85,9 +89,14 @@ def resolve_factory(name: str) -> TrackerFactory:
     specs = tracker_specs()
     spec = specs.get(name)
     if spec is None:
+        registered = plugin_tracker_factories()
+        if name in registered:
+            return registered[name]
+        known = sorted(set(specs) | set(registered))
         raise TrackerNotFoundError(
-            f"unknown tracker {name!r}; known trackers: {', '.join(specs) or '(none)'}. "
+            f"unknown tracker {name!r}; known trackers: {', '.join(known) or '(none)'}. "
             f"A tracker is a factory registered in the {ENTRY_POINT_GROUP!r} entry-point group"
+            + (" or with TorchX's @register.tracker" if has_plugin_registry() else "")
         )
     try:
         factory = importlib_metadata.EntryPoint(

@@ -8,7 +8,6 @@ fields are errors), with `kubernetes-validate`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,11 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from torchx.runner import get_runner  # noqa: E402
 
+from tests.cli_support import kubernetes_dryrun_cfg, kubernetes_model  # noqa: E402
+
 #: The Kubernetes version whose OpenAPI schemas the pod templates must satisfy.
 K8S_VERSION = "1.31.0"
 HOSTILE = "prepare,v1 \"q\" 's' $HOME $$ $(TORCHX_JOB_ID) \\ \n é 日本"
-
-
-class _Response:
-    def __init__(self, data: str) -> None:
-        self.data = data
 
 
 def dryrun_job(
@@ -37,9 +33,7 @@ def dryrun_job(
     monkeypatch.setenv("TORCHX_TRACKER_FSSPEC_CONFIG", str(tmp_path / "runs"))
     monkeypatch.setenv("TORCHX_TRACKER_LINEAGE_FSSPEC_CONFIG", str(tmp_path / "runs"))
     monkeypatch.setenv("TORCHX_PARENT_RUN_ID", HOSTILE)
-    cfg: dict[str, str] = {"queue": "default"}
-    if namespace:
-        cfg["namespace"] = namespace
+    cfg = kubernetes_dryrun_cfg(**({"namespace": namespace} if namespace else {}))
     with get_runner() as runner:
         info = runner.dryrun_component(
             "dist.ddp", ["-j", "2x1", "--script", "train.py"], "kubernetes", cfg=cfg, workspace=None
@@ -74,7 +68,7 @@ def test_pod_templates_round_trip_through_client_models(
     job = dryrun_job(tmp_path, monkeypatch, namespace)
     api = kubernetes.client.ApiClient()
     for task in job["spec"]["tasks"]:
-        model = api.deserialize(_Response(json.dumps(task["template"])), "V1PodTemplateSpec")
+        model = kubernetes_model(task["template"], "V1PodTemplateSpec")
         assert api.sanitize_for_serialization(model) == task["template"]
         env = {e.name: e.value for e in model.spec.containers[0].env}
         ns = namespace or "default"

@@ -46,15 +46,30 @@ def test_git_state_names_commit_and_dirty_flag(
     assert len(str(state["git_commit"])) == 40 and state["git_dirty"] is True
 
 
+#: Where TorchX's runner puts the app and cfg on a dryrun info: `_app`/`_cfg` on 0.7.0,
+#: `app`/`cfg` on nightly.
+APP_ATTR, CFG_ATTR = ("app", "cfg") if hasattr(AppDryRunInfo("r", str), "app") else ("_app", "_cfg")
+
+
 def dryrun_info(cfg: dict[str, object]) -> AppDryRunInfo[str]:
     info: AppDryRunInfo[str] = AppDryRunInfo("request", str)
-    info._app = AppDef(
-        name="train",
-        roles=[
-            Role(name="trainer", image="img:1", entrypoint="python", args=["t.py"], num_replicas=2)
-        ],
+    setattr(
+        info,
+        APP_ATTR,
+        AppDef(
+            name="train",
+            roles=[
+                Role(
+                    name="trainer",
+                    image="img:1",
+                    entrypoint="python",
+                    args=["t.py"],
+                    num_replicas=2,
+                )
+            ],
+        ),
     )
-    info._cfg = cfg
+    setattr(info, CFG_ATTR, cfg)
     info._scheduler = "local_cwd"
     return info
 
@@ -113,7 +128,7 @@ class FakeScheduler:
     def _submit_dryrun(self, app: AppDef, cfg: object) -> AppDryRunInfo[str]:
         self.seen_env = dict(app.roles[0].env)
         info: AppDryRunInfo[str] = AppDryRunInfo("req", str)
-        info._app = app
+        setattr(info, APP_ATTR, app)
         return info
 
     def schedule(self, dryrun_info: AppDryRunInfo[str]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import fsspec
 import pytest
+from torchx.cli.cmd_run import CmdRun as TorchxCmdRun
 from torchx.specs import AppState, AppStatus
 from torchx.tracker.api import TrackerBase
 from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
@@ -131,6 +132,20 @@ def test_reconcile_run_skips_torchx_trackers_without_status(tmp_path: Path) -> N
     assert fake.asked == []
 
 
+def wait_like_torchx(cmd: cmd_run.CmdRun, runner: Any, handle: str) -> None:
+    """What `torchx run` does after submitting, on the installed TorchX.
+
+    0.7.0 calls ``_wait_and_exit`` (exits 1 unless the app succeeded); nightly calls ``_wait``
+    (returns the status) and exits 1 itself unless it succeeded.
+    """
+    if hasattr(TorchxCmdRun, "_wait_and_exit"):
+        cmd._wait_and_exit(runner, handle, log=False)
+        return
+    status = cmd._wait(runner, handle, log=False)
+    if status.state != AppState.SUCCEEDED:
+        raise SystemExit(1)
+
+
 class TestTorchxRunReconcilesAfterWaiting:
     """``torchx run``'s wait (local schedulers, ``--wait``) ends with the run reconciled."""
 
@@ -156,7 +171,7 @@ class TestTorchxRunReconcilesAfterWaiting:
         self, cmd: cmd_run.CmdRun, store: FsspecTracker, caplog: pytest.LogCaptureFixture
     ) -> None:
         with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exited:
-            cmd._wait_and_exit(runner(), KILLED_HARD, log=False)  # type: ignore[arg-type]
+            wait_like_torchx(cmd, runner(), KILLED_HARD)
         assert exited.value.code == 1
         assert store.status(KILLED_HARD) == "FAILED"
         assert store.metadata(KILLED_HARD)["reconciled.from_scheduler"] == "FAILED"
@@ -171,14 +186,14 @@ class TestTorchxRunReconcilesAfterWaiting:
         self, cmd: cmd_run.CmdRun, store: FsspecTracker
     ) -> None:
         fake = FakeRunner({FORGOTTEN: AppState.SUCCEEDED})
-        cmd._wait_and_exit(fake, FORGOTTEN, log=False)  # type: ignore[arg-type]
+        wait_like_torchx(cmd, fake, FORGOTTEN)
         assert store.status(FORGOTTEN) == "SUCCEEDED"
 
     def test_terminal_status_the_job_recorded_is_kept(
         self, cmd: cmd_run.CmdRun, store: FsspecTracker
     ) -> None:
         with pytest.raises(SystemExit):
-            cmd._wait_and_exit(runner(), FINISHED, log=False)  # type: ignore[arg-type]
+            wait_like_torchx(cmd, runner(), FINISHED)
         assert store.status(FINISHED) == "SUCCEEDED"
         assert "reconciled.from_scheduler" not in store.metadata(FINISHED)
 
@@ -187,5 +202,5 @@ class TestTorchxRunReconcilesAfterWaiting:
     ) -> None:
         fake = FakeRunner({})  # wait returns None: TorchX raises, the app's end is unknown
         with pytest.raises(RuntimeError, match="unknown status"):
-            cmd._wait_and_exit(fake, KILLED_HARD, log=False)  # type: ignore[arg-type]
+            wait_like_torchx(cmd, fake, KILLED_HARD)
         assert fake.asked == [] and store.status(KILLED_HARD) == "RUNNING"

@@ -14,7 +14,6 @@ request and the job's process:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -31,6 +30,7 @@ from torchx.runner import Runner, get_runner
 from torchx.schedulers.slurm_scheduler import create_scheduler as create_plain_slurm
 from torchx.specs import AppDef, AppDryRunInfo, Role, macros
 
+from tests.cli_support import kubernetes_dryrun_cfg, kubernetes_model
 from tests.launcher_plugin.hostile_helpers import (
     DATA_URL_SAFE,
     DUMP_ENV_CODE,
@@ -53,11 +53,11 @@ from tests.launcher_plugin.hostile_helpers import (
 from trackers.errors import TrackerConfigError, TrackerNotFoundError
 
 SCHEDULERS = ["local_cwd", "local_docker", "slurm", "kubernetes"]
-BASE_CFG: dict[str, dict[str, str]] = {
+BASE_CFG: dict[str, dict[str, object]] = {
     "local_cwd": {},
     "local_docker": {},
     "slurm": {},
-    "kubernetes": {"queue": "default"},
+    "kubernetes": kubernetes_dryrun_cfg(),
 }
 _ENV_ARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 
@@ -121,12 +121,7 @@ def two_role_app(out_dir: Path) -> AppDef:
 
 
 # --------------------------------------------------------------------------- request readers
-def deserialize(obj: object, klass: str) -> Any:
-    class FakeResponse:
-        data = json.dumps(obj)
-
-    with ApiClient() as api:
-        return api.deserialize(FakeResponse(), klass)
+deserialize = kubernetes_model
 
 
 def kubernetes_tasks(info: AppDryRunInfo[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -289,8 +284,8 @@ def test_kubernetes_job_id_is_the_handle_torchx_run_prints(
 HOSTILE_CASES = [
     ("local_cwd", {}),
     ("local_docker", {}),
-    ("kubernetes", {"queue": "default"}),
-    ("kubernetes", {"queue": "default", "namespace": "team-a"}),
+    ("kubernetes", kubernetes_dryrun_cfg()),
+    ("kubernetes", kubernetes_dryrun_cfg(namespace="team-a")),
 ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from launcher_plugin.secrets import SecretSpec, check_secrets, parse_secrets
+from tests.cli_support import kubernetes_dryrun_cfg
 from trackers.errors import TrackerConfigError
 
 SECRET = "s3cr3t-VALUE-7f3a9c"
@@ -108,7 +109,7 @@ def test_kubernetes_spec_has_a_secret_reference(tmp_path: Path) -> None:
                 "utils.echo",
                 ["--msg", "hi"],
                 "kubernetes",
-                cfg={"queue": "default"},
+                cfg=kubernetes_dryrun_cfg(),
                 workspace=None,
             )
     finally:

@@ -19,7 +19,7 @@ from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppState
 
 from launcher_plugin import slurm_status
-from launcher_plugin.schedulers import create_local_cwd, create_slurm
+from launcher_plugin.schedulers import create
 from launcher_plugin.slurm_status import (
     SQUEUE_FORMAT,
     app_state,
@@ -286,7 +286,7 @@ def test_slurm_describe_falls_back_when_sacct_fails_and_stops_asking_sacct(
     monkeypatch.setattr("torchx.schedulers.slurm_scheduler.subprocess.run", sacct_fails)
     slurm = FakeSlurm(scontrol=(0, recorded("scontrol_failed.txt"), ""))
     monkeypatch.setattr(slurm_status, "_run", slurm)
-    scheduler = create_slurm("torchx")
+    scheduler = create("slurm", "torchx")
 
     desc = scheduler.describe("16")
     assert isinstance(desc, DescribeAppResponse)
@@ -309,10 +309,10 @@ def test_slurm_describe_uses_sacct_when_accounting_works(monkeypatch: pytest.Mon
 
     monkeypatch.setattr("torchx.schedulers.slurm_scheduler.subprocess.run", run)
     monkeypatch.setattr(slurm_status, "_run", FakeSlurm())  # would say: unknown job
-    desc = create_slurm("torchx").describe("16")
+    desc = create("slurm", "torchx").describe("16")
     assert desc is not None and desc.state == AppState.SUCCEEDED
 
 
 def test_other_schedulers_keep_their_own_describe() -> None:
-    scheduler = create_local_cwd("torchx")
+    scheduler = create("local_cwd", "torchx")
     assert scheduler.describe.__func__ is type(scheduler).describe
