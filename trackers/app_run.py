@@ -23,6 +23,13 @@ It has every method of TorchX's ``torchx.tracker.api.AppRun`` (``run_from_env``,
   manager end it; ``run_from_env()`` also closes the run at exit and on SIGTERM, recording the
   terminal status (:mod:`trackers.lifecycle`). By default only global rank 0 logs metrics and
   writes RUNNING/SUCCEEDED; any rank records FAILED or KILLED.
+* Worker processes deliver too: a run used in a forked child (``multiprocessing`` fork,
+  ``Pool``, ``DataLoader`` workers, ``os.fork``) gets, after the fork, its own metric writer,
+  delivery threads, spool segment and freshly built backends (a client's connections must not
+  be shared with the parent); it drops what the parent had queued (the parent writes that). A
+  worker's run is closed on the way out of the process, and a worker never records the run's
+  status: the process that started the run does (:mod:`trackers.lifecycle`). At close, that
+  process also delivers what ended workers left in the spool.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import os
 import shlex
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +50,7 @@ from torchx.tracker.api import AppRunTrackableSource, TrackerArtifact, TrackerBa
 from trackers import lifecycle
 from trackers._ids import record_name
 from trackers.api import LineageTracker
-from trackers.delivery import Delivery, is_transient
+from trackers.delivery import Delivery, is_transient, time_left
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
     ENV_TORCHX_PARENT_RUN_ID,
@@ -75,6 +83,8 @@ T = TypeVar("T")
 
 _current: AppRun | None = None
 _current_lock = threading.Lock()
+#: Every AppRun alive in this process, so a fork can give each its own threads in the child.
+_live_runs: weakref.WeakValueDictionary[int, AppRun] = weakref.WeakValueDictionary()
 
 
 #: How a tracker was built: its name and config string (written into the spool, for ``sync``).
@@ -181,6 +191,13 @@ class AppRun:
     _deliveries_lock: threading.Lock = field(
         default_factory=threading.Lock, repr=False, compare=False
     )
+    _close_done: threading.Event = field(
+        default_factory=threading.Event, repr=False, compare=False
+    )
+    _closing_thread: threading.Thread | None = field(default=None, repr=False, compare=False)
+    _worker: bool = field(default=False, repr=False, compare=False)
+    _stale_backends: set[int] = field(default_factory=set, repr=False, compare=False)
+    _fork_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.backends = list(self.backends)
@@ -192,6 +209,14 @@ class AppRun:
         self._logs_metrics = bool(self._lineage_backends) and (
             self.settings.all_ranks or self.rank in (None, 0)
         )
+        self._worker = self._worker or lifecycle.is_worker_of(self.id)
+        _live_runs[id(self)] = self
+
+    @property
+    def is_worker(self) -> bool:
+        """Whether this process is a worker of a run another process started (it writes no
+        status; see :mod:`trackers.lifecycle`)."""
+        return self._worker
 
     # --- construction ---
     @staticmethod
@@ -238,10 +263,14 @@ class AppRun:
         return run
 
     def start(self) -> None:
-        """Record RUNNING and the environment snapshot (rank 0) and hook the process's exit."""
-        if self.rank in (None, 0):
-            self._set_status("RUNNING")
-            self.add_metadata(**environment_snapshot())
+        """Record RUNNING and the environment snapshot (rank 0) and hook the process's exit.
+
+        In a worker of a run that another process started, only the exit is hooked."""
+        if not self._worker:
+            lifecycle.claim_run(self.id)
+            if self.rank in (None, 0):
+                self._set_status("RUNNING")
+                self.add_metadata(**environment_snapshot())
         lifecycle.install(self)
         if self.settings.capture_tensorboard:
             from trackers.capture.tensorboard import capture_tensorboard
@@ -268,7 +297,7 @@ class AppRun:
         deadline = None if timeout is None else time.monotonic() + timeout
         flushed = self._queue.flush(timeout) if self._queue is not None else True
         for delivery in list(self._deliveries.values()):
-            flushed = delivery.flush(_left(deadline)) and flushed
+            flushed = delivery.flush(time_left(deadline)) and flushed
         return flushed
 
     def mark_exit(self, status: RunStatus) -> None:
@@ -279,13 +308,27 @@ class AppRun:
     def close(self, status: RunStatus | None = None, timeout: float | None = None) -> None:
         """Flush (within ``timeout``, default the shutdown timeout) and record the final status.
 
-        ``status`` defaults to what the exit hooks saw, else SUCCEEDED. Closing twice is a no-op.
+        ``status`` defaults to what the exit hooks saw, else SUCCEEDED. Closing twice is a no-op;
+        a close while a helper thread is closing waits for that one (within ``timeout``), as the
+        process may end right after it returns (a multiprocessing worker's finalizer while the
+        SIGTERM handler's close runs). A close by the main thread is not waited for: a signal
+        handler that closes again has interrupted it and would wait for itself.
         """
+        limit = self.settings.shutdown_timeout if timeout is None else timeout
         if self._closed:
+            if self._closing_thread is not threading.main_thread():
+                self._close_done.wait(limit)
             return
         self._closed = True
+        self._closing_thread = threading.current_thread()
+        try:
+            with lifecycle.closing():
+                self._close(status, limit)
+        finally:
+            self._close_done.set()
+
+    def _close(self, status: RunStatus | None, limit: float) -> None:
         final: RunStatus = status or self._exit_status or "SUCCEEDED"
-        limit = self.settings.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         queue = self._queue
         if queue is not None and not queue.close(limit):
@@ -296,10 +339,15 @@ class AppRun:
                 queue.queued,
                 limit,
             )
-        if self.backends and (self.rank in (None, 0) or final in ("FAILED", "KILLED")):
+        if self._worker:
+            pass  # the process that started the run records its status
+        elif self.backends and (self.rank in (None, 0) or final in ("FAILED", "KILLED")):
             self._set_status(final, wait=False)  # bounded by the shutdown limit, even if strict
+        if not self._worker:
+            for delivery in list(self._deliveries.values()):
+                delivery.adopt_leftovers()  # what ended worker processes could not deliver
         for i, delivery in sorted(self._deliveries.items()):
-            left = delivery.close(_left(deadline))
+            left = delivery.close(time_left(deadline))
             if not left:
                 continue
             if delivery.spool_dir is not None:
@@ -309,13 +357,21 @@ class AppRun:
                 )
             else:
                 fate = "they are lost: the spool is off (TORCHX_TRACKER_SPOOL_DIR)"
+            down = delivery.gave_up_down
+            why = (
+                f": it is not reachable ({down}), so exit gave it one short retry instead of "
+                "the whole limit"
+                if down is not None
+                else ""
+            )
             logger.error(
                 "tracking: run %s: %d record(s) not delivered to %r within the shutdown "
-                "limit (%g s); %s",
+                "limit (%g s)%s; %s",
                 self.id,
                 left,
                 self.backends[i],
                 limit,
+                why,
                 fate,
             )
 
@@ -329,6 +385,8 @@ class AppRun:
             self.close("KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED")
 
     def _start_queue(self) -> MetricQueue:
+        if self._worker:
+            lifecycle.close_at_process_exit(self)
         with self._queue_lock:
             if self._queue is None:
                 self._queue = MetricQueue(
@@ -431,10 +489,12 @@ class AppRun:
     def _delivery(self, index: int) -> Delivery:
         delivery = self._deliveries.get(index)
         if delivery is None:
+            if self._worker:
+                lifecycle.close_at_process_exit(self)
+            backend = self._backend(index)
             with self._deliveries_lock:
                 delivery = self._deliveries.get(index)
                 if delivery is None:
-                    backend = self.backends[index]
                     name, config = self.refs[index]
                     delivery = Delivery(
                         backend,
@@ -449,7 +509,8 @@ class AppRun:
 
     def _first(self, op: str, call: Callable[[TrackerBase], T], default: T) -> T:
         last_error: Exception | None = None
-        for i, backend in enumerate(self.backends):
+        for i in range(len(self.backends)):
+            backend = self._backend(i)
             delivery = self._deliveries.get(i)
             if delivery is not None:  # read this run's own writes (unless they cannot arrive)
                 delivery.flush(self.settings.shutdown_timeout, unless_down=True)
@@ -488,16 +549,68 @@ class AppRun:
         )
 
 
+    # --- fork ---
+    def _backend(self, index: int) -> TrackerBase:
+        """Backend ``index``; in a forked child, first built again from its name and config."""
+        if self._stale_backends:
+            with self._fork_lock:
+                if index in self._stale_backends:
+                    self._stale_backends.discard(index)
+                    name, config = self.refs[index]
+                    try:
+                        self.backends[index] = create_tracker(name, config, origin=name)
+                    except Exception as e:  # the parent's object still works for most stores
+                        logger.warning(
+                            "tracking: run %s: could not build tracker %r again in worker "
+                            "process %d (%s); using the parent's %r",
+                            self.id,
+                            name,
+                            os.getpid(),
+                            e,
+                            self.backends[index],
+                        )
+        return self.backends[index]
+
+    def _after_fork(self) -> None:
+        """In the child of a fork: own threads, queue, spool segments and backends from now on.
+
+        Runs inside ``os.fork`` (no I/O, no waiting): the parent's delivery threads and writer
+        are not in the child, its locks may have been held by them, and its queued writes are
+        the parent's to deliver. Backends are built again lazily, on first use."""
+        for delivery in self._deliveries.values():
+            delivery.forget_after_fork()
+        self._deliveries = {}
+        self._deliveries_lock = threading.Lock()
+        self._queue = None
+        self._queue_lock = threading.Lock()
+        self._fork_lock = threading.Lock()
+        self._reported = set()
+        self._exit_status = None
+        self._closed = False
+        self._close_done = threading.Event()
+        self._worker = True
+        self._stale_backends = set(range(len(self.backends)))
+
+
+def _after_fork_in_child() -> None:
+    global _current_lock
+    _current_lock = threading.Lock()
+    for run in list(_live_runs.values()):
+        try:
+            run._after_fork()
+        except Exception:  # never let tracking break a fork
+            logger.exception("tracking: run %s: resetting after fork failed", run.id)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def tracker_ref(tracker: TrackerBase) -> TrackerRef:
     """How to build ``tracker`` again: its registered name and ``job_config()`` if it has one."""
     name = getattr(tracker, "registry_name", "") or type(tracker).__name__
     make_config = getattr(tracker, "job_config", None)
     config = make_config(False) if callable(make_config) else None
     return name, config if isinstance(config, str) else None
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def current_run() -> AppRun:
@@ -511,3 +624,4 @@ def reset_current_run() -> None:
     with _current_lock:
         _current = None
         lifecycle.detach()
+        lifecycle.release_claim()

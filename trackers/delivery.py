@@ -13,7 +13,12 @@ backend's :class:`Delivery`. Its thread applies the operations one after another
   means the operation itself is at fault: it is logged with its cause and skipped;
 * what is not delivered when the run closes stays in the spool: the next process of the same run
   (a restarted or requeued job) adopts it when it starts and delivers it first, and
-  ``torchx tracker sync`` delivers it from any machine that can read the spool.
+  ``torchx tracker sync`` delivers it from any machine that can read the spool;
+* at close, when the store's last attempt failed as unreachable (or credentials are missing or
+  rejected) and everything left is on disk in the spool, the store gets one short retry
+  (:data:`EXIT_RETRY_S`) instead of the whole shutdown limit: a store that is down does not hold
+  a finished job (and its nodes) for the limit. A store that answers, however slowly, keeps the
+  full limit, and so do operations the spool could not take (they would be lost).
 
 Operations are delivered at least once and written exactly once: each carries an id that names
 the records it writes (:func:`trackers._ids.deterministic_record_names`), and the MLflow backend
@@ -46,9 +51,16 @@ MEMORY_LIMIT_BYTES = 64 * 1024 * 1024
 #: How long ``submit`` waits for the queue's lock before queueing in memory only. It is held for
 #: microseconds; a wait this long means a signal handler interrupted the holder on this thread.
 LOCK_WAIT_S = 1.0
+#: At close, how long a store whose last attempt failed as unreachable gets for one more try.
+EXIT_RETRY_S = 0.5
 
 #: Called with the operation kind and the error for every failed delivery attempt.
 ErrorHandler = Callable[[str, Exception], None]
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a ``time.monotonic()`` value; ``None``: no limit), >= 0."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def is_transient(error: BaseException) -> bool:
@@ -113,8 +125,9 @@ class Delivery:
         self.dropped = 0
         self._down_since: float | None = None
         self._down_error: Exception | None = None
-        if spool is not None:
-            self._adopt_leftovers(spool)
+        self._failed_attempts = 0  # transient failures so far (tells a retry happened)
+        self.gave_up_down: Exception | None = None  # set when close stopped early: store down
+        self.adopt_leftovers()
         self._thread = threading.Thread(
             target=self._run, name=f"torchx-lineage-delivery-{name}", daemon=True
         )
@@ -190,9 +203,11 @@ class Delivery:
     def close(self, timeout: float | None = None) -> int:
         """Flush within ``timeout``, stop, and leave what is not delivered in the spool.
 
+        A store that is down when what is left is all spooled gets one short retry instead of
+        the whole ``timeout`` (see the module docstring; :attr:`gave_up_down` says why).
         Returns how many operations are left undelivered.
         """
-        self.flush(timeout)
+        self._drain_for_close(timeout)
         with self._cond:
             self._closed = True
             left = len(self._entries)
@@ -205,6 +220,34 @@ class Delivery:
         if left == 0:
             self._thread.join(1.0)
         return left
+
+    def _drain_for_close(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        retried = False
+        while not self.flush(time_left(deadline), unless_down=True):
+            left = time_left(deadline)
+            if (left is not None and left <= 0) or not self._all_spooled():
+                self.flush(left)  # memory-only operations get the whole limit
+                return
+            if retried:
+                self.gave_up_down = self._down_error
+                return
+            retried = True
+            self._retry_now(EXIT_RETRY_S if left is None else min(EXIT_RETRY_S, left))
+
+    def _retry_now(self, timeout: float) -> None:
+        """Cut the backoff short and wait up to ``timeout`` for that attempt (or everything)."""
+        with self._cond:
+            failures = self._failed_attempts
+            target = self._entries[-1].seq if self._entries else self._done_seq
+            self._wake.set()
+            self._cond.wait_for(
+                lambda: self._done_seq >= target or self._failed_attempts > failures, timeout
+            )
+
+    def _all_spooled(self) -> bool:
+        with self._cond:
+            return all(e.segment is not None and e.index >= 0 for e in self._entries)
 
     # --- the delivery thread ---
     def _run(self) -> None:
@@ -234,10 +277,13 @@ class Delivery:
                 if op is not None and is_transient(e):
                     with self._cond:
                         self._down_error = e
+                        self._failed_attempts += 1
                         self._cond.notify_all()
                     if self._down_since is None:
                         self._down_since = time.monotonic()
                     self._wake.wait(backoff)
+                    if not self._closed:
+                        self._wake.clear()  # set by close() to retry at once
                     backoff = min(backoff * 2, RETRY_MAX_S)
                     continue
                 self.dropped += 1
@@ -294,27 +340,53 @@ class Delivery:
         )
         self._spool = None
 
-    def _adopt_leftovers(self, spool: Path) -> None:
+    def adopt_leftovers(self) -> int:
+        """Queue what ended processes of this run left undelivered in this tracker's spool
+        (a predecessor of a restarted job, a worker process that was killed); segments still
+        locked by a live process, this one included, are left to their writer.
+
+        Returns how many operations were queued.
+        """
+        spool = self._spool
+        if spool is None:
+            return 0
         try:
             found = leftover_segments(spool, self.run_id, self.name, self.config)
         except OSError as e:
             logger.warning("tracking: cannot look for spooled records under %s: %s", spool, e)
-            return
+            return 0
         waiting = 0
-        for segment in found:
-            if segment.remaining == 0:  # delivered, but its writer died before deleting it
-                segment.release()
-                continue
-            self._adopted.append(segment)
-            for index in range(segment.acked, segment.count):
-                self._entries.append(_Entry(next(self._seq), None, segment, index))
-            waiting += segment.remaining
+        with self._cond:
+            for segment in found:
+                if segment.remaining == 0 or self._closed:  # delivered: its writer died first
+                    segment.release()
+                    continue
+                self._adopted.append(segment)
+                for index in range(segment.acked, segment.count):
+                    self._entries.append(_Entry(next(self._seq), None, segment, index))
+                waiting += segment.remaining
+            self._cond.notify_all()
         if waiting:
             logger.warning(
-                "tracking: %d record(s) of run %s that an earlier process could not deliver to "
-                "%r are delivered first (from %s)",
+                "tracking: %d record(s) of run %s that an ended process (an earlier attempt of "
+                "the job, or a worker process) left undelivered to %r are delivered now (from %s)",
                 waiting,
                 self.run_id,
                 self.tracker,
                 self.spool_dir,
             )
+        return waiting
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop this (parent's) delivery without touching its spool files.
+
+        The child inherited the parent's queue but not its thread; the parent delivers those
+        operations itself. Only the child's copies of the segment descriptors are closed (that
+        never releases the parent's lock: it goes with the parent's own descriptor).
+        """
+        self._closed = True
+        for segment in (*self._adopted, self._segment):
+            if segment is not None:
+                segment.forget()
+        self._adopted, self._segment = [], None
+        self._entries = deque()

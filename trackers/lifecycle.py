@@ -15,16 +15,34 @@ Installed once per process by ``AppRun.run_from_env()`` (for a run that has trac
   A handler installed after ours replaces it, as Python does; call ``trackers.flush()`` there.
 
 Deaths a process cannot see (SIGKILL, OOM kill, node loss) leave the status RUNNING.
+
+Worker processes (``multiprocessing`` with fork, forkserver or spawn, ``Pool``,
+``ProcessPoolExecutor``, torch ``DataLoader`` workers, a plain ``os.fork``):
+
+* a multiprocessing child leaves through ``os._exit`` (fork, forkserver), so ``atexit`` never
+  runs there: :func:`close_at_process_exit` also registers a ``multiprocessing.util.Finalize``
+  (those run on the way out of every multiprocessing child), and an ``atexit`` hook for the rest;
+* the process that starts a run owns its status: it puts ``pid run-id`` into
+  :data:`ENV_TORCHX_TRACKER_RUN_OWNER` (children inherit it, whatever the start method), and
+  :func:`is_worker_of` tells a child that the run is someone else's. A worker writes no status
+  at all (neither RUNNING nor SUCCEEDED, FAILED or KILLED, and no environment snapshot): a pool
+  terminates its workers with SIGTERM and a worker's failure reaches the parent (``Pool``
+  re-raises it, ``Process.exitcode``), which records the run's end.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import functools
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -35,6 +53,48 @@ logger: logging.Logger = logging.getLogger(__name__)
 
 _installed_for: AppRun | None = None
 
+#: Internal: ``"<pid> <run id>"`` of the process that started the run; set by it, read by its
+#: children (any start method, and subprocesses) to know they are workers of that run.
+ENV_TORCHX_TRACKER_RUN_OWNER = "TORCHX_TRACKER_RUN_OWNER"
+#: ``multiprocessing.util.Finalize`` priority of a worker's close: higher runs first, so the
+#: run closes before multiprocessing tears down its own queues (priority 10 and below).
+WORKER_EXIT_PRIORITY = 20
+
+_exit_hooked: set[tuple[int, int]] = set()  # (pid, id(run)) closed at this process's exit
+
+
+def claim_run(run_id: str) -> None:
+    """Mark this process as the owner of ``run_id`` for itself and its future children."""
+    os.environ[ENV_TORCHX_TRACKER_RUN_OWNER] = f"{os.getpid()} {run_id}"
+
+
+def release_claim() -> None:
+    """Forget this process's claim (``reset_current_run``); a claim of another pid stays."""
+    pid, _, _ = os.environ.get(ENV_TORCHX_TRACKER_RUN_OWNER, "").partition(" ")
+    if pid == str(os.getpid()):
+        del os.environ[ENV_TORCHX_TRACKER_RUN_OWNER]
+
+
+def is_worker_of(run_id: str) -> bool:
+    """Whether this process works for a run another process owns: ``multiprocessing`` started
+    it (any start method), or an ancestor that started ``run_id`` claimed it."""
+    if multiprocessing.parent_process() is not None:
+        return True
+    pid, _, owned = os.environ.get(ENV_TORCHX_TRACKER_RUN_OWNER, "").partition(" ")
+    return owned == run_id and pid != str(os.getpid())
+
+
+def close_at_process_exit(run: AppRun) -> None:
+    """Close ``run`` when this process ends, also where ``atexit`` does not run (multiprocessing
+    children); once per process and run. ``close`` itself is idempotent."""
+    key = (os.getpid(), id(run))
+    if key in _exit_hooked:
+        return
+    _exit_hooked.add(key)
+    if multiprocessing.parent_process() is not None:
+        multiprocessing.util.Finalize(None, run.close, exitpriority=WORKER_EXIT_PRIORITY)
+    atexit.register(run.close)
+
 
 _hooks_installed = False
 
@@ -43,6 +103,8 @@ def install(run: AppRun) -> None:
     """Hook ``run`` into the process's exit paths (hooks once per process; later runs move in)."""
     global _installed_for, _hooks_installed
     _installed_for = run
+    if multiprocessing.parent_process() is not None:
+        close_at_process_exit(run)  # atexit does not run in a multiprocessing child
     if _hooks_installed:
         return
     _hooks_installed = True
@@ -68,7 +130,20 @@ def install(run: AppRun) -> None:
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
 
+        def hand_on(signum: int, frame: FrameType | None) -> None:
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            global _deferred_signal
+            if _main_thread_closing:
+                # It interrupted a close on the main thread (a pool terminating a worker that
+                # is already on its way out): let that close finish, then hand the signal on.
+                _deferred_signal = functools.partial(hand_on, signum, frame)
+                return
             run = _installed_for
             if run is not None:
                 run.mark_exit("KILLED")
@@ -78,13 +153,28 @@ def install(run: AppRun) -> None:
                 closer = threading.Thread(target=run.close, name="torchx-lineage-sigterm")
                 closer.start()
                 closer.join(run.settings.shutdown_timeout + 1)
-            if callable(previous):
-                previous(signum, frame)
-            elif previous != signal.SIG_IGN:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
+            hand_on(signum, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+_main_thread_closing = 0  # closes running on the main thread
+_deferred_signal: Callable[[], None] | None = None  # a SIGTERM that arrived during one
+
+
+@contextlib.contextmanager
+def closing() -> Iterator[None]:
+    """Wrap a run's close: a SIGTERM that interrupts a close on the main thread waits for it."""
+    global _main_thread_closing, _deferred_signal
+    main = threading.current_thread() is threading.main_thread()
+    _main_thread_closing += main
+    try:
+        yield
+    finally:
+        _main_thread_closing -= main
+        if main and not _main_thread_closing and _deferred_signal is not None:
+            deferred, _deferred_signal = _deferred_signal, None
+            deferred()
 
 
 def _at_exit() -> None:

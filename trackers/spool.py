@@ -297,7 +297,10 @@ class Segment:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         path = path.with_suffix(SEGMENT_SUFFIX)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        # Made under a hidden name and renamed once locked: no other process (a parent's sweep
+        # for ended workers, sync) can take an unlocked, header-less segment for an orphan.
+        hidden = path.with_name(f".{path.name}.new")
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         handle = os.fdopen(fd, "ab", buffering=0)
         _lock(handle, block=True)
         header = {
@@ -309,6 +312,7 @@ class Segment:
             "pid": os.getpid(),
         }
         handle.write(json.dumps(header).encode("utf-8") + b"\n")
+        os.rename(hidden, path)
         return Segment(path, handle, header)
 
     @staticmethod
@@ -319,8 +323,8 @@ class Segment:
             handle = open(path, "rb+", buffering=0)  # noqa: SIM115 - kept open to hold the lock
         except FileNotFoundError:
             return None
-        if not _lock(handle, block=False):
-            handle.close()
+        if not _lock(handle, block=False) or os.fstat(handle.fileno()).st_nlink == 0:
+            handle.close()  # held by a live writer, or deleted by it once delivered
             return None
         try:
             header = json.loads(handle.readline())
@@ -381,6 +385,14 @@ class Segment:
                 self._acked_written, self._acked_at = self.acked, now
             except OSError as e:  # only costs a repeat delivery later
                 logger.debug("spool: could not record progress of %s: %s", self.path, e)
+
+    def forget(self) -> None:
+        """Close this process's descriptors without touching the files (a forked child's
+        copies of its parent's segment: the lock stays with the parent's descriptor)."""
+        for handle in (self._reader, self._handle):
+            if handle is not None:
+                handle.close()
+        self._reader = None
 
     def release(self) -> bool:
         """Delete the segment if everything is delivered, else record progress; unlock it.
