@@ -101,6 +101,35 @@ def decode_run_id(name: str) -> str | None:
     return raw.decode("utf-8", "surrogateescape")
 
 
+#: What splits a line for TorchX's reader (bytes ``readlines``) or ours (``str.splitlines``).
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def check_artifact_name(name: str | None) -> None:
+    """Raise ``ValueError`` for a link's artifact name that TorchX's ``sources/`` file (artifact
+    names one a line, each stripped) cannot hold as it is: it would read back as other names."""
+    if name is None or name == "":
+        return
+    if not isinstance(name, str):
+        raise ValueError(f"artifact name {name!r}: expected a string or None")
+    problem = None
+    if any(c in _LINE_BREAKS for c in name):
+        problem = "holds a line break"
+    elif name != name.strip() or name != name.strip(" \t\n\r\x0b\x0c"):
+        problem = "starts or ends with whitespace"
+    else:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "holds bytes that are not UTF-8"
+    if problem:
+        raise ValueError(
+            f"artifact name {name!r} {problem}; refused, since TorchX stores link names one a "
+            "line, stripped (it would read back as other names). Expected a name without line "
+            "breaks or edge whitespace"
+        )
+
+
 def record_name() -> str:
     """A new record name: time-ordered, and unique without any coordination between writers.
 

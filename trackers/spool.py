@@ -23,8 +23,10 @@ Layout under the spool root (``TORCHX_TRACKER_SPOOL_DIR``; default
   so a lag means some operations are delivered again and overwrite themselves.
 * A segment whose operations are all delivered is deleted, with the directories it leaves empty.
 
-Values JSON cannot hold are written as their ``repr`` (as the record stores do); NaN and inf
-stay numbers (Python's JSON reads them back).
+Arguments are encoded by :mod:`trackers.jsonsafe`: a value JSON cannot hold (a cycle, a key that
+is not a string, an object whose ``repr`` raises...) takes its documented fallback form and is
+named in one log line, never raised into the job; NaN and inf stay numbers (Python's JSON reads
+them back), lone surrogates stay exact as ``\\udcXX`` escapes.
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ from typing import IO, Any
 
 from torchx.tracker.api import TrackerBase
 
-from trackers._ids import decode_run_id, deterministic_record_names, encode_run_id
+from trackers import jsonsafe
+from trackers._ids import (
+    check_artifact_name,
+    decode_run_id,
+    deterministic_record_names,
+    encode_run_id,
+)
 from trackers.api import LineageTracker
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR
 from trackers.types import MetricColumns, MetricPoint
@@ -74,10 +82,6 @@ def spool_root(environ: Mapping[str, str] | None = None) -> Path | None:
         return Path(raw).expanduser().absolute()
     cache = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache).absolute() / "torchx-lineage" / "spool"
-
-
-def _fallback(value: object) -> object:
-    return repr(value)
 
 
 # --- operations ---
@@ -118,6 +122,7 @@ class Operation:
             elif self.kind == "add_artifact":
                 tracker.add_artifact(run_id, a["name"], a["path"], a.get("metadata"))
             elif self.kind == "add_source":
+                check_artifact_name(a.get("artifact_name"))  # for every backend alike
                 tracker.add_source(run_id, a["source_id"], a.get("artifact_name"))
             elif not isinstance(tracker, LineageTracker):
                 return  # TorchX's own trackers have no metrics, summaries or status
@@ -134,7 +139,8 @@ class Operation:
         """A copy the caller's later changes cannot reach: delivery happens later, on another
         thread, and a dict passed to ``add_metadata`` may be changed by then. Other than
         metric batches (made by the writer, never shared), the arguments go through the spool
-        encoding, which is what every backend stores anyway (JSON, ``repr`` for the rest)."""
+        encoding, which is what every backend stores anyway (JSON, with the fallback forms of
+        :mod:`trackers.jsonsafe` for the rest)."""
         if self.kind == "add_metrics":
             return self
         copy = Operation.decode(self.line)
@@ -151,10 +157,14 @@ class Operation:
         args: Mapping[str, Any] = self.args
         if self.kind == "add_metrics":
             args = _pack_columns(args["points"])
-        line = json.dumps(
-            {"id": self.id, "op": self.kind, "args": args}, default=_fallback, allow_nan=True
-        )
-        return line.encode("utf-8") + b"\n"
+        try:
+            data, notes = jsonsafe.encode(args, where=self.kind)
+        except Exception:  # a bug in the fallback itself must not reach the job either
+            logger.exception("tracking: %s dropped: its arguments cannot be encoded", self.kind)
+            data, notes = b"{}", []
+        jsonsafe.log_fallbacks(notes)
+        head = json.dumps({"id": self.id, "op": self.kind}).encode("utf-8")
+        return head[:-1] + b', "args": ' + data + b"}\n"
 
     @staticmethod
     def decode(line: bytes | str) -> Operation:

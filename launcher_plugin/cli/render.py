@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from trackers.jsonsafe import json_safe, text_of
 from trackers.types import Direction, LineageEdge, RunLineage
 
 
@@ -34,23 +34,16 @@ class Output:
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(self.headers)
             writer.writerows(self.rows)
-            return buffer.getvalue().rstrip("\n")
+            return text_of(buffer.getvalue().rstrip("\n"))
         if self.text is not None:
-            return self.text
-        return tabulate(self.rows, headers=self.headers)
+            return text_of(self.text)
+        return text_of(tabulate(self.rows, headers=self.headers))
 
 
 def to_jsonable(value: object) -> object:
-    """Make ``value`` JSON-safe: NaN/inf become strings, unknown objects their ``str``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    """Make ``value`` JSON-safe for output: NaN/inf become strings, bytes that are not UTF-8
+    ``\\xNN`` text, anything else the fallback forms of :mod:`trackers.jsonsafe`."""
+    return json_safe(value, surrogates="text", finite=True)[0]
 
 
 def _label(run_id: str, artifacts: list[str | None]) -> str:

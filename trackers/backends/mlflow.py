@@ -104,7 +104,8 @@ from typing import TYPE_CHECKING, Any
 
 from torchx.tracker.api import TrackerArtifact, TrackerSource
 
-from trackers._ids import record_name, record_time
+from trackers import jsonsafe
+from trackers._ids import id_bytes, record_name, record_time
 from trackers.api import LineageTracker
 from trackers.backends.record_store import dedupe_links
 from trackers.config_text import load_mapping_config
@@ -278,12 +279,15 @@ def _checked_uri(uri: str) -> str:
 
 
 def _jsonable(value: object) -> Any:
-    """``value`` as JSON types (what the other backends return): tuples -> lists, others repr."""
-    return json.loads(json.dumps(value, default=repr, allow_nan=True))
+    """``value`` as JSON types (what the other backends return): tuples -> lists, the fallback
+    forms of :mod:`trackers.jsonsafe` for the rest (text-safe: MLflow takes valid Unicode only)."""
+    safe, notes = jsonsafe.json_safe(value, surrogates="text")
+    jsonsafe.log_fallbacks(notes)
+    return safe
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=True, default=repr)
+    return jsonsafe.dumps(value, surrogates="text")
 
 
 def encode_param(value: object) -> str:
@@ -310,12 +314,12 @@ def decode_param(text: str) -> object:
 
 
 def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(id_bytes("\0".join(parts))).hexdigest()[:32]
 
 
 def run_key(run_id: str) -> str:
     """The searchable identity of a TorchX run id (hex, so safe in a filter string)."""
-    return hashlib.sha256(run_id.encode("utf-8")).hexdigest()
+    return hashlib.sha256(id_bytes(run_id)).hexdigest()
 
 
 def mlflow_name_ok(name: str) -> bool:

@@ -55,8 +55,10 @@ from typing import Any
 
 from torchx.tracker.api import TrackerArtifact, TrackerSource
 
+from trackers import jsonsafe
 from trackers._ids import (
     MAX_PATH_ID_BYTES,
+    check_artifact_name,
     decode_run_id,
     encode_run_id,
     id_bytes,
@@ -126,7 +128,8 @@ class RecordStoreTracker(LineageTracker):
             self._write_run_id_file(run_id)
         key = posixpath.join(self._run_dir(run_id), category, record_name())
         record = {**payload, "origin": record_origin()}
-        data = json.dumps(record, default=_json_fallback, allow_nan=True).encode("utf-8")
+        data, notes = jsonsafe.encode(record, where=f"{category} record of run {run_id!r}")
+        jsonsafe.log_fallbacks(notes)
         self._put(run_id, key, data)
 
     def _write_run_id_file(self, run_id: str) -> None:
@@ -187,6 +190,7 @@ class RecordStoreTracker(LineageTracker):
 
     # --- links ---
     def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
+        check_artifact_name(artifact_name)
         self._write_record(
             run_id, LINKS, {"kind": "source", "run_id": source_id, "artifact_name": artifact_name}
         )
@@ -395,8 +399,3 @@ def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:
     ordered = list(dict.fromkeys(links))
     named = {link.run_id for link in ordered if link.artifact_name is not None}
     return [link for link in ordered if link.artifact_name is not None or link.run_id not in named]
-
-
-def _json_fallback(value: object) -> object:
-    """Values JSON cannot hold are stored as their ``repr`` rather than failing the write."""
-    return repr(value)
