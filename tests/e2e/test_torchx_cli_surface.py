@@ -236,3 +236,35 @@ def test_torchx_apprun_finds_our_entry_point_trackers(tmp_path: Path) -> None:
     (handle,) = HANDLE.findall(done.stdout)
     assert create_tracker(str(store)).metadata(handle)["k"] == "v"
     assert not DUPLICATE_WARNINGS.search(done.stderr), done.stderr
+
+
+def test_run_masks_credentials_in_torchx_runner_log_lines(tmp_path: Path) -> None:
+    """TorchX's runner logs tracker configs at INFO; the filter is attached in a real run."""
+    config = f"{tmp_path}/runs/token=SECRETVALUE1"
+    done = torchx(
+        tmp_path,
+        *("run", "--dryrun", "-s", "local_cwd", "--tracker", f"lineage_fsspec={config}"),
+        *("utils.echo", "--msg", "hi"),
+    )
+    assert done.returncode == 0, done.stderr
+    logged = [line for line in done.stderr.splitlines() if "racker configurations" in line]
+    assert logged and "token=***" in logged[0], done.stderr
+    assert "SECRETVALUE1" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "code", "message"),
+    [
+        ("nosuch=x", 1, "unknown tracker 'nosuch'; known trackers:"),
+        ("bad-name=x", 2, "must match [A-Za-z][A-Za-z0-9_]*"),
+        ("mlflow=http://u:pw@127.0.0.1:9/", 1, "contains a password"),
+    ],
+    ids=["unknown-name", "not-an-env-var-name", "malformed-config"],
+)
+def test_bad_tracker_flag_stops_before_submitting(
+    tmp_path: Path, flag: str, code: int, message: str
+) -> None:
+    done = torchx(tmp_path, "run", "-s", "local_cwd", "--tracker", flag, "utils.echo")
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not HANDLE.search(done.stdout)  # nothing was submitted
