@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import clean_env, torchx
+from tests.conftest import NOT_THIS_TORCHX
 from trackers.backends.fsspec import create_tracker
 from trackers.torchx_compat import has_plugin_registry
 
@@ -66,8 +67,9 @@ def test_schedulers_and_default_are_torchx_own(tmp_path: Path) -> None:
             "get_default_scheduler_name as d; print(json.dumps([list(f()), d()]))",
         )
     )
-    import launcher_plugin  # noqa: F401  (installs the tracked schedulers in this process)
     from torchx.schedulers import get_default_scheduler_name, get_scheduler_factories
+
+    import launcher_plugin  # noqa: F401  (installs the tracked schedulers in this process)
 
     assert [list(get_scheduler_factories()), get_default_scheduler_name()] == alone
     assert alone[1] == "local_docker"  # TorchX's default on both versions
@@ -135,7 +137,7 @@ def test_runopts_lists_what_torchx_alone_lists(tmp_path: Path) -> None:
 
 def test_run_json_prints_one_object_and_tracks(tmp_path: Path) -> None:
     if not NIGHTLY:
-        pytest.skip("`torchx run --json` exists on torchx-nightly only")
+        pytest.skip(f"{NOT_THIS_TORCHX} `torchx run --json` exists on torchx-nightly only")
     store = tmp_path / "store"
     done = torchx(
         tmp_path,
@@ -154,7 +156,7 @@ def test_run_json_prints_one_object_and_tracks(tmp_path: Path) -> None:
 
 def test_run_stdin_records_the_component(tmp_path: Path) -> None:
     if not NIGHTLY:
-        pytest.skip("`torchx run --stdin` exists on torchx-nightly only")
+        pytest.skip(f"{NOT_THIS_TORCHX} `torchx run --stdin` exists on torchx-nightly only")
     store = tmp_path / "store"
     request = {
         "component_name": "utils.python",
@@ -198,7 +200,7 @@ def nsdemo(config):
 
 def test_tracker_registered_through_torchx_plugin_registry_is_found(tmp_path: Path) -> None:
     if not NIGHTLY:
-        pytest.skip("TorchX's plugin registry (torchx_plugins.*) exists on torchx-nightly only")
+        pytest.skip(f"{NOT_THIS_TORCHX} TorchX's plugin registry exists on torchx-nightly only")
     plugin_dir = tmp_path / "plugins" / "torchx_plugins" / "tracker"  # no __init__.py anywhere
     plugin_dir.mkdir(parents=True)
     (plugin_dir / "nsdemo_tracker.py").write_text(textwrap.dedent(NAMESPACE_TRACKER))
