@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import time
 import uuid
@@ -437,6 +438,25 @@ def segment_paths(root: Path, run_id: str | None = None) -> list[Path]:
     return found
 
 
+def segment_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a readable spool segment, or ``None`` when it looks like one
+    (a regular file starting with a spool header). Never opens anything but a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.readline(1 << 20))
+    except (OSError, ValueError) as e:
+        return f"no spool header ({type(e).__name__}: {e})"
+    if not isinstance(header, dict) or header.get("spool") != SPOOL_FORMAT:
+        return "no spool header"
+    return None
+
+
 def leftover_segments(
     root: Path, run_id: str, name: str, config: str | None, *, exclude: Path | None = None
 ) -> list[Segment]:
@@ -444,7 +464,7 @@ def leftover_segments(
     directory = root / encode_run_id(run_id) / tracker_key(name, config)
     adopted = []
     for path in sorted(directory.glob("*" + SEGMENT_SUFFIX)) if directory.is_dir() else []:
-        if path != exclude:
+        if path != exclude and path.is_file():  # never a directory or FIFO named *.jsonl
             segment = Segment.adopt(path)
             if segment is not None:
                 adopted.append(segment)

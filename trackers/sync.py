@@ -5,6 +5,9 @@ rebuilds the tracker, delivers the operations the job could not, in order, and d
 once all are in. Delivery is idempotent (operations name their records), so syncing a segment
 twice, or one the job had partly delivered, writes nothing twice.
 
+An entry that is not a segment (no spool header, a directory named ``*.jsonl``) is reported
+with its path and left as it is; the others are still delivered.
+
 A segment whose writer still runs (it holds the segment's lock) is left alone and reported as in
 use: that process delivers it itself. A store that is still unreachable stops that segment at the
 first failure (what is left stays for the next sync); an operation the store rejects for what it
@@ -25,7 +28,7 @@ from trackers.delivery import is_transient
 from trackers.errors import TrackerError
 from trackers.redact import redact
 from trackers.registry import create_tracker
-from trackers.spool import Segment, segment_paths
+from trackers.spool import Segment, segment_paths, segment_problem
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -56,6 +59,13 @@ def sync_spool(
     trackers: dict[tuple[str, str | None], TrackerBase] = {}
     results = []
     for path in segment_paths(root, run_id):
+        problem = segment_problem(path)
+        if problem is not None:
+            logger.error("sync: %s is not a spool segment (%s); left as it is", path, problem)
+            owner = decode_run_id(path.parent.parent.name) or path.parent.parent.name
+            note = f"not a spool segment ({problem}): {path}"
+            results.append(SyncResult(owner, path.parent.name, 0, 0, -1, note))
+            continue
         segment = Segment.adopt(path)
         if segment is None:
             owner = decode_run_id(path.parent.parent.name) or path.parent.parent.name

@@ -31,6 +31,7 @@ from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR, tracker_config_env_var_name
 from trackers.errors import TrackerConfigError, TrackerError
+from trackers.jsonsafe import text_of
 from trackers.lineage import walk_lineage
 from trackers.redact import redact
 from trackers.registry import create_tracker
@@ -302,21 +303,37 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: Exit status of a query that printed what it could read but skipped unreadable records.
+EXIT_SKIPPED = 3
+
+
 def _printing(make: Callable[[argparse.Namespace], Output]) -> Callable[[argparse.Namespace], None]:
     """A subcommand that prints ``make(args)`` in ``--format``; errors print one line, exit 1.
 
     An output marked ``failed`` (something left undone) is printed, then exits with status 1.
+    One with ``skipped`` records is printed, the skipped ones are named on stderr, and it exits
+    with status :data:`EXIT_SKIPPED` (3).
     """
 
     def run(args: argparse.Namespace) -> None:
         try:
             result = make(args)
-        except (CliError, TrackerError) as e:
-            print(f"torchx tracker: {e}", file=sys.stderr)
+        except (CliError, TrackerError, OSError) as e:
+            print(f"torchx tracker: {text_of(str(e))}", file=sys.stderr)
             sys.exit(1)
         print(result.render(args.format))
+        if result.skipped:
+            print(
+                f"torchx tracker: {len(result.skipped)} unreadable record(s) skipped "
+                f"(exit status {EXIT_SKIPPED}):",
+                file=sys.stderr,
+            )
+            for path, why in result.skipped:
+                print(f"  {text_of(path)}: {text_of(why)}", file=sys.stderr)
         if result.failed:
             sys.exit(1)
+        if result.skipped:
+            sys.exit(EXIT_SKIPPED)
 
     return run
 
@@ -343,7 +360,13 @@ class CmdTracker(SubCommand):
         p.set_defaults(func=_printing(sync_spooled))
 
     def _runner(self, handler: Handler) -> Callable[[argparse.Namespace], None]:
-        return _printing(lambda args: handler(choose_tracker(args.tracker, os.environ), args))
+        def make(args: argparse.Namespace) -> Output:
+            tracker = choose_tracker(args.tracker, os.environ)
+            output = handler(tracker, args)
+            output.skipped = list(getattr(tracker, "damaged", []))
+            return output
+
+        return _printing(make)
 
     def run(self, args: argparse.Namespace) -> None:
         # `torchx tracker` without a subcommand: argparse dispatches the leaves through `func`.

@@ -24,6 +24,8 @@ class Output:
     text: str | None = None
     #: The command did not do all it was asked (exit status 1 after printing).
     failed: bool = False
+    #: ``(path, why)`` of unreadable records the command skipped (exit status 3 after printing).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def render(self, fmt: str) -> str:
         """The output in ``fmt``: ``table`` (or the text block), ``json`` or ``csv``."""

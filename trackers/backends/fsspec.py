@@ -9,10 +9,12 @@ is a single PUT.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import posixpath
+import stat
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,9 +234,14 @@ class FsspecTracker(RecordStoreTracker):
             tmp_dir = posixpath.join(self._run_dir(run_id), _TMP)
             self._mkdir(tmp_dir)
             tmp = posixpath.join(tmp_dir, uuid.uuid4().hex)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, key)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, key)
+            except BaseException:
+                with contextlib.suppress(OSError):  # no half-written file left behind
+                    os.unlink(tmp)
+                raise
         else:  # object stores and memory: one PUT is atomic
             self.fs.pipe_file(key, data)
 
@@ -242,14 +249,7 @@ class FsspecTracker(RecordStoreTracker):
         if not keys:
             return []
         if self._local:
-            out: list[bytes | None] = []
-            for key in keys:
-                try:
-                    with open(key, "rb") as f:
-                        out.append(f.read())
-                except FileNotFoundError:
-                    out.append(None)
-            return out
+            return [self._read_local(key) for key in keys]
         if len(keys) == 1:
             try:
                 return [self.fs.cat_file(keys[0])]
@@ -259,11 +259,37 @@ class FsspecTracker(RecordStoreTracker):
         found = self.fs.cat(list(keys), on_error="omit")
         return [found.get(k) for k in keys]
 
+    def _read_local(self, key: str) -> bytes | None:
+        """A record file's bytes; ``None`` (and reported) when it is not a readable regular file.
+
+        Checked before it is opened, so a FIFO, device or socket is never opened (a FIFO would
+        block the reader forever), and again on the open descriptor.
+        """
+        try:
+            mode = os.stat(key).st_mode
+            if not stat.S_ISREG(mode):
+                self._skip(key, f"a {_file_kind(mode)}, not a record file")
+                return None
+            fd = os.open(key, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    self._skip(key, "replaced by something other than a file while read")
+                    return None
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # a symlink loop, no permission, an I/O error...
+            self._skip(key, f"cannot be read ({e.strerror or e})")
+            return None
+
     def _list_names(self, prefix: str) -> list[str]:
         if self._local:
             try:
                 return os.listdir(prefix)
             except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as e:
+                self._skip(prefix, f"cannot be listed ({e.strerror or e})")
                 return []
         try:
             entries = self.fs.ls(prefix, detail=False)
@@ -276,8 +302,11 @@ class FsspecTracker(RecordStoreTracker):
             # The directory entry's own type: no stat() per run, unlike fs.ls(detail=True).
             try:
                 with os.scandir(prefix) as entries:
-                    return [e.name for e in entries if e.is_dir()]
+                    return [e.name for e in entries if self._entry_is_dir(e)]
             except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as e:
+                self._skip(prefix, f"cannot be listed ({e.strerror or e})")
                 return []
         try:
             entries = self.fs.ls(prefix, detail=True)
@@ -289,8 +318,26 @@ class FsspecTracker(RecordStoreTracker):
             if e.get("type") == "directory"
         ]
 
+    def _entry_is_dir(self, entry: os.DirEntry[str]) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError as e:  # a symlink loop
+            self._skip(entry.path, f"cannot be read ({e.strerror or e})")
+            return False
+
     def _is_dir(self, prefix: str) -> bool:
         return bool(self.fs.isdir(prefix))
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def create_tracker(config: str | None) -> FsspecTracker:

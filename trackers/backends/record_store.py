@@ -118,6 +118,20 @@ class RecordStoreTracker(LineageTracker):
     def _mkdir(self, prefix: str) -> None:
         """Make an empty directory where the store has directories (default: nothing)."""
 
+    # --- damage: what reads skipped ---
+    @property
+    def damaged(self) -> list[tuple[str, str]]:
+        """``(path, why)`` of every record the reads of this object skipped as unreadable."""
+        found: list[tuple[str, str]] = self.__dict__.setdefault("_damaged", [])
+        return found
+
+    def _skip(self, key: str, why: str) -> None:
+        """Report an unreadable record (once per path) and go on without it."""
+        if any(path == key for path, _ in self.damaged):
+            return
+        self.damaged.append((key, why))
+        logger.warning("skipping unreadable record %s: %s", key, why)
+
     # --- layout ---
     def _run_dir(self, run_id: str) -> str:
         return posixpath.join(self.root, encode_run_id(run_id))
@@ -151,11 +165,15 @@ class RecordStoreTracker(LineageTracker):
                 continue
             try:
                 record = json.loads(data)
-            except ValueError:
-                logger.warning("skipping unreadable record %s (not JSON)", key)
+            except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+                why = "empty" if not data else f"not JSON ({type(e).__name__}: {e})"
+                self._skip(key, why)
                 continue
             if isinstance(record, dict):
+                record["_key"] = key
                 records.append(record)
+            else:
+                self._skip(key, f"a JSON {type(record).__name__}, not a record (an object)")
         return records
 
     # --- metadata and artifacts ---
@@ -172,6 +190,8 @@ class RecordStoreTracker(LineageTracker):
             values = record.get(field)
             if isinstance(values, dict):
                 merged.update(values)
+            else:
+                self._skip(record["_key"], f"its {field!r} is not a mapping")
         return merged
 
     def add_artifact(
@@ -186,6 +206,8 @@ class RecordStoreTracker(LineageTracker):
             name = record.get("name")
             if isinstance(name, str):
                 found[name] = TrackerArtifact(name, str(record.get("path")), record.get("metadata"))
+            else:
+                self._skip(record["_key"], "its 'name' is not a string")
         return found
 
     # --- links ---
@@ -262,11 +284,15 @@ class RecordStoreTracker(LineageTracker):
         names = [n for n in self._list_names(directory) if _torchx_link_name(n)]
         keys = [posixpath.join(directory, n) for n in names]
         found: list[LinkedRun] = []
-        for name, data in zip(names, self._get_many(keys), strict=True):
+        for key, name, data in zip(keys, names, self._get_many(keys), strict=True):
             other = decode_run_id(name)
             if other is None or data is None:
                 continue
-            lines = _lines(data)
+            try:
+                lines = _lines(data)
+            except UnicodeDecodeError as e:
+                self._skip(key, f"artifact names that are not UTF-8 ({e})")
+                continue
             if lines:
                 found.extend(LinkedRun(other, n) for n in lines)
             else:
@@ -327,20 +353,11 @@ class RecordStoreTracker(LineageTracker):
     def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
         points: list[MetricPoint] = []
         for record in self._read_records(run_id, METRICS):
-            cols = record.get("points")
-            if not isinstance(cols, dict):
+            try:
+                rows = _metric_rows(record["points"])
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                self._skip(record["_key"], f"malformed metric columns ({type(e).__name__}: {e})")
                 continue
-            values = cols.get("value", [])
-            distinct = cols.get("names", [])
-            index = cols.get("name", 0)
-            names = (
-                [distinct[i] for i in index]
-                if isinstance(index, list)
-                else [distinct[index]] * len(values)
-            )
-            times = [t / 1_000_000 for t in cols.get("time_us", [])]
-            ranks = cols.get("rank") or [None] * len(values)
-            rows = zip(names, values, cols["step"], times, ranks, strict=True)
             if name is None:
                 points.extend(map(MetricPoint._make, rows))
             else:
@@ -365,6 +382,21 @@ class RecordStoreTracker(LineageTracker):
             if value in RUN_STATUSES:
                 found = value
         return found
+
+
+def _metric_rows(cols: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of one metric record's columns; raises for malformed columns."""
+    values = list(cols.get("value", []))
+    distinct = list(cols.get("names", []))
+    index = cols.get("name", 0)
+    names = (
+        [distinct[i] for i in index] if isinstance(index, list) else [distinct[index]] * len(values)
+    )
+    times = [t / 1_000_000 for t in cols.get("time_us", [])]
+    ranks = cols.get("rank") or [None] * len(values)
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError("a metric name is not a string")
+    return list(zip(names, values, cols["step"], times, ranks, strict=True))
 
 
 def _torchx_link_name(name: str) -> bool:
