@@ -6,7 +6,10 @@ reads those runs); longer ones get a shortened name and ``<run>/.run_id``.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from base64 import b32encode
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import fsspec
 import pytest
 from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
+from tests.cli_support import clean_env, torchx
 from tests.trackers.long_ids import SHORT, assert_names_fit, exercise, long_id
 from trackers._ids import MAX_PATH_ID_BYTES, decode_run_id, encode_run_id, path_id
 from trackers.app_run import AppRun, RunSettings
@@ -97,3 +101,89 @@ def test_a_long_run_id_goes_through_the_spool(tmp_path: Path, length: int) -> No
     assert [p.value for p in reader.metrics(run_id)] == [1.0]
     assert reader.status(run_id) == "SUCCEEDED"
     assert not [p for p in _all_paths(spool) if p.endswith(".jsonl")]  # all delivered
+
+
+#: A Kubernetes handle is ``kubernetes://SESSION/NAMESPACE:NAME`` (names up to 253 characters).
+K8S_PARENT = "kubernetes://torchx/research-team-namespace:" + "p" * 251 + "-abcd"
+#: The longest app name local_cwd takes (its log directory is named after the app id).
+LONG_APP_NAME = "train-" + "x" * 229
+JOB = """
+import os
+from trackers import AppRun
+run = AppRun.run_from_env()
+run.add_metadata(job_id_length=len(os.environ["TORCHX_JOB_ID"]))
+"""
+
+
+@pytest.mark.e2e
+def test_a_300_character_run_id_through_a_real_torchx_run(tmp_path: Path) -> None:
+    assert len(K8S_PARENT) == 300
+    store = tmp_path / "store"
+    (tmp_path / "job.py").write_text(JOB)
+    # the parent: a job that ran elsewhere under a 300-character id, recording into the store
+    env = clean_env(tmp_path)
+    env.update(
+        TORCHX_JOB_ID=K8S_PARENT,
+        TORCHX_TRACKERS="lineage_fsspec",
+        TORCHX_TRACKER_LINEAGE_FSSPEC_CONFIG=str(store),
+    )
+    parent = subprocess.run(
+        [sys.executable, "job.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert parent.returncode == 0, parent.stderr[-3000:]
+    # the child: a real torchx run linked to it, with a job id of over 155 bytes of its own
+    spec = f"fsspec={store}"
+    done = torchx(
+        tmp_path,
+        "run",
+        "-s",
+        "local_cwd",
+        "--tracker",
+        spec,
+        "--parent-run-id",
+        K8S_PARENT,
+        "lineage.python",
+        "--name",
+        LONG_APP_NAME,
+        "--script",
+        "job.py",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    child = done.stdout.strip().splitlines()[-1]
+    assert len(child) > MAX_PATH_ID_BYTES and path_id(child) != child
+    jobs = torchx(tmp_path, "tracker", "list", "jobs", "--tracker", spec, "--format", "json")
+    assert jobs.returncode == 0, jobs.stderr
+    assert sorted(json.loads(jobs.stdout)) == sorted([K8S_PARENT, child])
+    md = torchx(tmp_path, "tracker", "list", "metadata", K8S_PARENT, "--tracker", spec)
+    assert md.returncode == 0 and "job_id_length" in md.stdout and "300" in md.stdout, md.stderr
+    md = torchx(
+        tmp_path, "tracker", "list", "metadata", child, "--tracker", spec, "--format", "json"
+    )
+    assert json.loads(md.stdout)["job_id_length"] == len(child)
+    lineage = torchx(
+        tmp_path, "tracker", "list", "lineage", child, "--tracker", spec, "--format", "json"
+    )
+    assert lineage.returncode == 0, lineage.stderr
+    edges = json.loads(lineage.stdout)["edges"]
+    assert [(e["parent"], e["child"]) for e in edges] == [(K8S_PARENT, child)]
+    children = torchx(
+        tmp_path,
+        "tracker",
+        "list",
+        "jobs",
+        "--parent-run-id",
+        K8S_PARENT,
+        "--tracker",
+        spec,
+        "--format",
+        "json",
+    )
+    assert json.loads(children.stdout) == [child], children.stderr
+    for path in _all_paths(store):
+        assert all(len(part.encode()) <= 255 for part in path.split(os.sep)), path
