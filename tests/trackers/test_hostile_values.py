@@ -219,3 +219,11 @@ def test_hostile_values_in_a_real_torchx_run(tmp_path: Path) -> None:
     shown = json.loads(listed.stdout)
     assert shown["surrogate"] == "a\\xff"  # the CLI prints valid Unicode: the byte as text
     assert shown["nan"] == "nan"
+
+
+def test_mlflow_gets_bytes_that_are_not_utf8_as_text() -> None:
+    from trackers.backends.mlflow import decode_param, encode_param
+
+    assert encode_param("a\udcff") == "a\\xff"  # MLflow's API takes valid Unicode only
+    assert encode_param({"k": "a\udcff"}) == '{"k": "a\\\\xff"}'
+    assert decode_param(encode_param({(1, 2): 3})) == {"(1, 2)": 3}
