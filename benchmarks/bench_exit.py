@@ -15,6 +15,8 @@ dir; shutdown timeout 30 s):
 * ``mlflow-down``: the same plus ``mlflow`` at ``http://127.0.0.1:<closed port>``;
 * ``s3-down``: the same plus ``s3`` at ``http://127.0.0.1:<closed port>`` (dummy credentials).
 
+(the env is ``bench_hang.scenario_env`` with a closed port instead of a blackhole).
+
 The job calls ``AppRun.run_from_env()``, then for ``--train-seconds`` (2 s: long enough for a
 backend's first attempt, as in any real job) logs a point every millisecond and an
 ``add_metadata`` every 100 steps, prints the wall clock when the training code ends and returns.
@@ -46,6 +48,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_hang import PROCESS_ENV, scenario_env  # noqa: E402
+
+SHUTDOWN_TIMEOUT_S = 30.0
+
 SCENARIOS = ("local", "mlflow-down", "s3-down")
 JOB = textwrap.dedent(
     """
@@ -72,34 +79,11 @@ def closed_port() -> int:
 
 
 def job_env(name: str, work: Path, port: int) -> dict[str, str]:
+    """The env of a job in scenario ``name``: ``bench_hang``'s, with the store at ``port``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHX", "MLFLOW", "AWS"))}
-    env.update(
-        {
-            "TORCHX_JOB_ID": f"local_cwd://bench-exit/{name}-{uuid.uuid4().hex[:8]}",
-            "TORCHX_TRACKERS": "lineage_fsspec",
-            "TORCHX_TRACKER_LINEAGE_FSSPEC_CONFIG": str(work / "store"),
-            "TORCHX_TRACKER_SPOOL_DIR": str(work / "spool"),
-            "TORCHX_TRACKER_SHUTDOWN_TIMEOUT": "30",
-        }
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    if name == "mlflow-down":
-        env["TORCHX_TRACKERS"] += ",mlflow"
-        env["TORCHX_TRACKER_MLFLOW_CONFIG"] = endpoint
-    elif name == "s3-down":
-        env["TORCHX_TRACKERS"] += ",s3"
-        env["TORCHX_TRACKER_S3_CONFIG"] = (
-            f'{{url: "s3://bench-exit/runs", endpoint_url: "{endpoint}", region: us-east-1}}'
-        )
-        env.update(
-            {
-                "AWS_ACCESS_KEY_ID": "bench-exit-dummy",
-                "AWS_SECRET_ACCESS_KEY": "bench-exit-dummy",
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            }
-        )
+    run_id = f"local_cwd://bench-exit/{name}-{uuid.uuid4().hex[:8]}"
+    env.update(PROCESS_ENV)
+    env.update(scenario_env(name.removesuffix("-down"), port, work, run_id, SHUTDOWN_TIMEOUT_S))
     return env
 
 
