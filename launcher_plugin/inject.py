@@ -30,6 +30,7 @@ from torchx.specs import AppDef, macros
 from torchx.tracker.api import TrackerBase
 
 from launcher_plugin.secrets import SecretSpec
+from trackers.api import capabilities
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
     ENV_TORCHX_PARENT_RUN_ID,
@@ -82,11 +83,8 @@ def job_config(name: str, tracker: TrackerBase, config: str | None) -> str | Non
     paths, the experiment pinned...) is asked; for the name ``fsspec`` the answer must also be
     readable by TorchX's own fsspec factory. Other trackers get their config unchanged.
     """
-    make = getattr(tracker, "job_config", None)
-    if callable(make):
-        made: str = make(torchx_compatible=name == TORCHX_FSSPEC_NAME)
-        return made
-    return config
+    made = capabilities(tracker).job_config(torchx_compatible=name == TORCHX_FSSPEC_NAME)
+    return config if made is None else made
 
 
 def plan_tracking(

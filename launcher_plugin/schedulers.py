@@ -33,6 +33,7 @@ from torchx.specs.builders import make_app_handle
 
 from launcher_plugin import inject, secrets, slurm_status
 from launcher_plugin.launch_record import write_launch_record
+from trackers.api import capabilities
 from trackers.env import ENV_TORCHX_JOB_ID
 from trackers.torchx_compat import install_tracked_schedulers
 
@@ -75,9 +76,7 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
         plan: inject.TrackingPlan | None = getattr(dryrun_info, _PLAN_ATTR, None)
         if plan is not None:
             for tracker in plan.trackers.values():
-                ensure_root = getattr(tracker, "ensure_root", None)
-                if callable(ensure_root):
-                    ensure_root()
+                capabilities(tracker).ensure_root()
         app_id: str = schedule(dryrun_info)
         if plan is not None and plan.trackers:
             handle = make_app_handle(name, scheduler.session_name, app_id)

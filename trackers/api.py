@@ -1,9 +1,10 @@
-"""The backend interface: TorchX's ``TrackerBase`` plus the lineage it lacks.
+"""The backend interface: TorchX's ``TrackerBase`` plus lineage, metrics, summaries and status.
 
-Every backend subclasses :class:`LineageTracker`, which subclasses TorchX's
-``torchx.tracker.api.TrackerBase``: TorchX's own ``AppRun`` can drive our backends, and our
-``AppRun`` can drive TorchX's. A backend implements storage primitives; the base class derives the
-rest (``lineage``, ``run_ids`` argument checks).
+A backend implements a few storage primitives; :class:`LineageTracker` derives the rest, as
+fsspec's ``AbstractFileSystem`` does: link dedupe and artifact filtering, run ids with a parent
+filter, status validation, lineage, and defaults for the optional capabilities. It subclasses
+TorchX's ``TrackerBase``, so each ``AppRun`` can drive the other's trackers;
+:func:`capabilities` answers for any ``TrackerBase``, ours or not.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ from typing import ClassVar
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
 from trackers.lineage import walk_lineage
-from trackers.types import Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
+from trackers.types import RUN_STATUSES, Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
 
-__all__ = ["LineageTracker"]
+__all__ = ["Capabilities", "LineageTracker", "capabilities", "dedupe_links"]
 
 
 class LineageTracker(TrackerBase):
-    """A tracker that also records the reverse link (parent -> child), so lineage can go down."""
+    """A tracker that also records the reverse link (parent -> child), so lineage can go down.
+
+    Primitives are the abstract methods; every other method is derived from them and may be
+    overridden only to do the same thing faster.
+    """
 
     #: The name the backend is registered under in ``torchx.tracker`` (labels its spool).
     registry_name: ClassVar[str] = ""
+    #: Whether failures should raise where the backend would otherwise log and go on.
+    strict: bool = False
 
-    # --- TorchX's interface (repeated here with exact signatures, for readers and mypy) ---
+    # --- primitives: TorchX's interface (exact signatures, for readers and mypy) ---
     @abstractmethod
     def add_artifact(
         self, run_id: str, name: str, path: str, metadata: Mapping[str, object] | None = None
@@ -49,22 +56,22 @@ class LineageTracker(TrackerBase):
     def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
         """Record that ``run_id`` was derived from ``source_id`` (and the reverse link)."""
 
+    # --- primitives: ours ---
     @abstractmethod
-    def sources(self, run_id: str, artifact_name: str | None = None) -> Iterable[TrackerSource]:
-        """The direct sources of the run, optionally only those for ``artifact_name``."""
+    def _source_links(self, run_id: str) -> Iterable[LinkedRun]:
+        """Every recorded link from ``run_id`` to a source (repeats allowed)."""
 
-    # --- our additions ---
     @abstractmethod
-    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
-        """The runs that name ``run_id`` as a source (direct children)."""
+    def _descendant_links(self, run_id: str) -> Iterable[LinkedRun]:
+        """Every recorded link from ``run_id`` to a run derived from it (repeats allowed)."""
+
+    @abstractmethod
+    def _all_run_ids(self) -> list[str]:
+        """Every run id in the store, in any order."""
 
     @abstractmethod
     def has_run(self, run_id: str) -> bool:
         """Whether anything was recorded for ``run_id`` in this store."""
-
-    @abstractmethod
-    def _run_ids(self, parent_run_id: str | None) -> list[str]:
-        """Every run id in the store, or only the children of ``parent_run_id``."""
 
     @abstractmethod
     def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
@@ -83,14 +90,25 @@ class LineageTracker(TrackerBase):
         """The run's summary values, merged in write order."""
 
     @abstractmethod
-    def set_status(self, run_id: str, status: RunStatus) -> None:
-        """Record the run's state: RUNNING when it starts, then SUCCEEDED, FAILED or KILLED."""
+    def _set_status(self, run_id: str, status: RunStatus) -> None:
+        """Record a state :meth:`set_status` has checked."""
 
     @abstractmethod
     def status(self, run_id: str) -> RunStatus | None:
         """The last recorded state of the run, ``None`` if none was recorded."""
 
     # --- derived ---
+    def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
+        """The direct sources of the run, each once, optionally only those for ``artifact_name``."""
+        return [
+            TrackerSource(link.run_id, link.artifact_name)
+            for link in _filtered(self._source_links(run_id), artifact_name)
+        ]
+
+    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+        """The runs that name ``run_id`` as a source (direct children), each once."""
+        return _filtered(self._descendant_links(run_id), artifact_name)
+
     def run_ids(self, **kwargs: str) -> list[str]:
         """Run ids in the store; ``parent_run_id=ID`` keeps only the runs derived from ``ID``."""
         parent_run_id = kwargs.pop("parent_run_id", None)
@@ -100,6 +118,18 @@ class LineageTracker(TrackerBase):
                 "supported: parent_run_id"
             )
         return self._run_ids(parent_run_id)
+
+    def _run_ids(self, parent_run_id: str | None) -> list[str]:
+        """Every run id, sorted, or only the children of ``parent_run_id``."""
+        if parent_run_id is not None:
+            return sorted({link.run_id for link in self.descendants(parent_run_id)})
+        return sorted(self._all_run_ids())
+
+    def set_status(self, run_id: str, status: RunStatus) -> None:
+        """Record the run's state: RUNNING when it starts, then SUCCEEDED, FAILED or KILLED."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status={status!r}: expected one of {', '.join(RUN_STATUSES)}")
+        self._set_status(run_id, status)
 
     def lineage(
         self,
@@ -113,3 +143,91 @@ class LineageTracker(TrackerBase):
         return walk_lineage(
             self, run_id, direction=direction, artifact_name=artifact_name, depth=depth
         )
+
+    # --- optional capabilities (defaults) ---
+    def job_config(self, torchx_compatible: bool = False) -> str | None:
+        """A config string that opens this store from another process; ``None``: keep the given one.
+
+        With ``torchx_compatible``, TorchX's own factory of the same name must read it too.
+        """
+        del torchx_compatible
+        return None
+
+    def ensure_root(self) -> None:
+        """Create what the store needs before a job starts (default: nothing)."""
+
+    def close(self) -> None:
+        """Release threads and connections; it may still be used after (default: nothing)."""
+
+
+def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:
+    """Drop repeated links, and an unnamed link where the same pair also has named ones."""
+    ordered = list(dict.fromkeys(links))
+    named = {link.run_id for link in ordered if link.artifact_name is not None}
+    return [link for link in ordered if link.artifact_name is not None or link.run_id not in named]
+
+
+def _filtered(links: Iterable[LinkedRun], artifact_name: str | None) -> list[LinkedRun]:
+    return [
+        link
+        for link in dedupe_links(links)
+        if artifact_name is None or link.artifact_name == artifact_name
+    ]
+
+
+class Capabilities:
+    """The optional capabilities of any TorchX tracker, with :class:`LineageTracker`'s defaults.
+
+    Our backends answer through their methods. A tracker that is not ours (TorchX's
+    ``FsspecTracker``, a third party's) is asked only for what it defines under the same name,
+    as the README allows a custom ``TrackerBase`` to: this is the one place that looks.
+    """
+
+    __slots__ = ("tracker",)
+
+    def __init__(self, tracker: TrackerBase) -> None:
+        self.tracker = tracker
+
+    @property
+    def name(self) -> str:
+        """The registered name (``registry_name``), else the class name."""
+        name = getattr(self.tracker, "registry_name", "")
+        return name if isinstance(name, str) and name else type(self.tracker).__name__
+
+    @property
+    def strict(self) -> bool:
+        """Whether the tracker asks for failures to raise."""
+        return getattr(self.tracker, "strict", False) is True
+
+    def job_config(self, torchx_compatible: bool = False) -> str | None:
+        """See :meth:`LineageTracker.job_config` (``None`` when the tracker has none)."""
+        tracker = self.tracker
+        if isinstance(tracker, LineageTracker):
+            return tracker.job_config(torchx_compatible)
+        make = getattr(tracker, "job_config", None)
+        made = make(torchx_compatible=torchx_compatible) if callable(make) else None
+        return made if isinstance(made, str) else None
+
+    def ensure_root(self) -> None:
+        """See :meth:`LineageTracker.ensure_root`."""
+        if isinstance(self.tracker, LineageTracker):
+            self.tracker.ensure_root()
+        else:
+            self._foreign_call("ensure_root")
+
+    def close(self) -> None:
+        """See :meth:`LineageTracker.close`."""
+        if isinstance(self.tracker, LineageTracker):
+            self.tracker.close()
+        else:
+            self._foreign_call("close")
+
+    def _foreign_call(self, method: str) -> None:
+        found = getattr(self.tracker, method, None)
+        if callable(found):
+            found()
+
+
+def capabilities(tracker: TrackerBase) -> Capabilities:
+    """The optional capabilities of ``tracker`` (ours or any ``TrackerBase``), with defaults."""
+    return Capabilities(tracker)

@@ -79,8 +79,10 @@ def key_value_rows(values: Mapping[str, object]) -> list[list[object]]:
 
 
 def _require_run(tracker: TrackerBase, run_id: str) -> None:
-    has_run = getattr(tracker, "has_run", None)
-    known = has_run(run_id) if callable(has_run) else run_id in set(tracker.run_ids())
+    if isinstance(tracker, LineageTracker):
+        known = tracker.has_run(run_id)
+    else:
+        known = run_id in set(tracker.run_ids())
     if not known:
         raise CliError(f"run {run_id!r} not found in {redact(repr(tracker))}")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from torchx.tracker.api import TrackerArtifact, TrackerSource
+from torchx.tracker.api import TrackerArtifact
 
 from trackers import AppRun, RunSettings, TrackerConfigError
 from trackers.api import LineageTracker
@@ -50,11 +50,11 @@ class BrokenTracker(LineageTracker):
     def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
         self._fail()
 
-    def sources(self, run_id: str, artifact_name: str | None = None) -> Iterable[TrackerSource]:
+    def _source_links(self, run_id: str) -> list[LinkedRun]:
         self._fail()
         return []
 
-    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+    def _descendant_links(self, run_id: str) -> list[LinkedRun]:
         self._fail()
         return []
 
@@ -62,7 +62,7 @@ class BrokenTracker(LineageTracker):
         self._fail()
         return False
 
-    def _run_ids(self, parent_run_id: str | None) -> list[str]:
+    def _all_run_ids(self) -> list[str]:
         self._fail()
         return []
 
@@ -80,7 +80,7 @@ class BrokenTracker(LineageTracker):
         self._fail()
         return {}
 
-    def set_status(self, run_id: str, status: RunStatus) -> None:
+    def _set_status(self, run_id: str, status: RunStatus) -> None:
         self._fail()
 
     def status(self, run_id: str) -> RunStatus | None:

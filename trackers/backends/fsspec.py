@@ -187,7 +187,7 @@ class FsspecTracker(RecordStoreTracker):
         fs, root = _filesystem(config)
         return cls(fs, root, config)
 
-    def job_config(self, torchx_compatible: bool) -> str:
+    def job_config(self, torchx_compatible: bool = False) -> str:
         """A config string that opens this same store from another process (a job).
 
         With ``torchx_compatible``, TorchX's own ``fsspec`` factory must read it too, so it is an

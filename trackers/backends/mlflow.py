@@ -102,17 +102,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from torchx.tracker.api import TrackerArtifact, TrackerSource
+from torchx.tracker.api import TrackerArtifact
 
 from trackers import jsonsafe
 from trackers._ids import id_bytes, record_name, record_time
 from trackers.api import LineageTracker
-from trackers.backends.record_store import dedupe_links
 from trackers.config_text import load_mapping_config
 from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
 from trackers.origin import global_rank
 from trackers.redact import redact
-from trackers.types import RUN_STATUSES, LinkedRun, MetricColumns, MetricPoint, RunStatus
+from trackers.types import LinkedRun, MetricColumns, MetricPoint, RunStatus
 
 if TYPE_CHECKING:
     from mlflow.entities import Metric, Param, Run, RunTag
@@ -441,6 +440,7 @@ class MLflowTracker(LineageTracker):
                 "pip install 'torchx-lineage[mlflow]'"
             ) from None
         self.config = config
+        self.strict = config.strict
         self.uri: str = config.uri or mlflow.get_tracking_uri()
         self._display_uri = redact(self.uri)
         scheme = urllib.parse.urlsplit(self.uri).scheme.lower()
@@ -470,11 +470,6 @@ class MLflowTracker(LineageTracker):
                     self._experiment(create=False)
             except TrackerError as e:
                 raise TrackerConfigError(str(e)) from None
-
-    @property
-    def strict(self) -> bool:
-        """``strict: true`` in the config: failures raise instead of being logged."""
-        return self.config.strict
 
     def __repr__(self) -> str:
         experiment = self.config.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
@@ -961,19 +956,14 @@ class MLflowTracker(LineageTracker):
                 links.append(LinkedRun(other, name if isinstance(name, str) else None))
         return sorted(links, key=lambda x: (x.run_id, x.artifact_name or ""))
 
-    def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
+    def _source_links(self, run_id: str) -> list[LinkedRun]:
         with self._calling("sources"):
             mlflow_run = self._mlflow_run(run_id, create=False)
             if mlflow_run is None:
                 return []
-            links = dedupe_links(self._links(self._client.get_run(mlflow_run)))
-            return [
-                TrackerSource(link.run_id, link.artifact_name)
-                for link in links
-                if artifact_name is None or link.artifact_name == artifact_name
-            ]
+            return self._links(self._client.get_run(mlflow_run))
 
-    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+    def _descendant_links(self, run_id: str) -> list[LinkedRun]:
         with self._calling("descendants"):
             found: list[LinkedRun] = []
             for child in self._search(f"tags.`{SOURCE_PREFIX}{_digest(run_id)}` LIKE '%'"):
@@ -985,11 +975,7 @@ class MLflowTracker(LineageTracker):
                     for link in self._links(child)
                     if link.run_id == run_id
                 )
-            return [
-                link
-                for link in dedupe_links(found)
-                if artifact_name is None or link.artifact_name == artifact_name
-            ]
+            return found
 
     # --- runs ---
 
@@ -997,12 +983,10 @@ class MLflowTracker(LineageTracker):
         with self._calling("has_run"):
             return run_id in self._runs or bool(self._runs_of(run_id))
 
-    def _run_ids(self, parent_run_id: str | None) -> list[str]:
+    def _all_run_ids(self) -> list[str]:
         with self._calling("run_ids"):
-            if parent_run_id is not None:
-                return sorted({link.run_id for link in self.descendants(parent_run_id)})
             runs = self._search(f"tags.`{TAG_RUN_KEY}` LIKE '%'")
-            return sorted({r.data.tags[TAG_RUN_ID] for r in runs if TAG_RUN_ID in r.data.tags})
+            return list({r.data.tags[TAG_RUN_ID] for r in runs if TAG_RUN_ID in r.data.tags})
 
     # --- metrics and summaries ---
 
@@ -1116,9 +1100,7 @@ class MLflowTracker(LineageTracker):
 
     # --- status ---
 
-    def set_status(self, run_id: str, status: RunStatus) -> None:
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status={status!r}: expected one of {', '.join(RUN_STATUSES)}")
+    def _set_status(self, run_id: str, status: RunStatus) -> None:
         with self._calling("set_status"):
             mlflow_run = self._mlflow_run(run_id, create=True)
             assert mlflow_run is not None

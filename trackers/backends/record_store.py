@@ -50,10 +50,10 @@ import posixpath
 import random
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torchx.tracker.api import TrackerArtifact, TrackerSource
+from torchx.tracker.api import TrackerArtifact
 
 from trackers import jsonsafe
 from trackers._ids import (
@@ -299,36 +299,24 @@ class RecordStoreTracker(LineageTracker):
                 found.append(LinkedRun(other, None))
         return found
 
-    def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
-        found = self._links(run_id, "source") + self._torchx_links(run_id, SOURCES)
-        return [
-            TrackerSource(link.run_id, link.artifact_name)
-            for link in dedupe_links(found)
-            if artifact_name is None or link.artifact_name == artifact_name
-        ]
+    def _source_links(self, run_id: str) -> list[LinkedRun]:
+        return self._links(run_id, "source") + self._torchx_links(run_id, SOURCES)
 
-    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
-        found = self._links(run_id, "descendant") + self._torchx_links(run_id, DESCENDANTS)
-        return [
-            link
-            for link in dedupe_links(found)
-            if artifact_name is None or link.artifact_name == artifact_name
-        ]
+    def _descendant_links(self, run_id: str) -> list[LinkedRun]:
+        return self._links(run_id, "descendant") + self._torchx_links(run_id, DESCENDANTS)
 
     # --- runs ---
     def has_run(self, run_id: str) -> bool:
         return self._is_dir(self._run_dir(run_id))
 
-    def _run_ids(self, parent_run_id: str | None) -> list[str]:
-        if parent_run_id is not None:
-            return sorted({link.run_id for link in self.descendants(parent_run_id)})
+    def _all_run_ids(self) -> list[str]:
         ids = [i for i in map(decode_run_id, self._list_dirs(self.root)) if i is not None]
         shortened = [i for i in ids if shortened_digest(i) is not None]
         if not shortened:
-            return sorted(ids)
+            return ids
         keys = [posixpath.join(self.root, encode_run_id(i), RUN_ID_FILE) for i in shortened]
         whole = dict(zip(shortened, self._get_many(keys), strict=True))
-        return sorted(_whole_id(i, whole.get(i)) for i in ids)
+        return [_whole_id(i, whole.get(i)) for i in ids]
 
     # --- metrics and summaries ---
     def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
@@ -370,9 +358,7 @@ class RecordStoreTracker(LineageTracker):
     def summary(self, run_id: str) -> Mapping[str, object]:
         return self._merged(run_id, SUMMARY, "summary")
 
-    def set_status(self, run_id: str, status: RunStatus) -> None:
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status={status!r}: expected one of {', '.join(RUN_STATUSES)}")
+    def _set_status(self, run_id: str, status: RunStatus) -> None:
         self._write_record(run_id, STATUS, {"status": status})
 
     def status(self, run_id: str) -> RunStatus | None:
@@ -425,9 +411,3 @@ def _lines(data: bytes) -> list[str]:
     """The non-empty lines of a TorchX link file."""
     return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
 
-
-def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:
-    """Drop repeated links, and an unnamed link where the same pair also has named ones."""
-    ordered = list(dict.fromkeys(links))
-    named = {link.run_id for link in ordered if link.artifact_name is not None}
-    return [link for link in ordered if link.artifact_name is not None or link.run_id not in named]
