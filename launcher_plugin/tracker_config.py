@@ -13,6 +13,7 @@ The parent run id follows the same order: ``--parent-run-id`` > ``TORCHX_PARENT_
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,14 @@ class TrackerSpec:
         except TrackerConfigError as e:
             raise TrackerConfigError(f"--tracker {flag!r}: {e}") from None
         return cls(name, config if sep else None)
+
+    @classmethod
+    def from_flag(cls, flag: str) -> TrackerSpec:
+        """:meth:`parse` as an argparse ``type=``: a bad flag is a usage error."""
+        try:
+            return cls.parse(flag)
+        except TrackerConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _torchxconfig_trackers(dirs: Sequence[str] | None) -> list[str]:

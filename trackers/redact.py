@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from typing import overload
 
+#: Words that make a name (a query parameter, a config option) look like a credential.
+CREDENTIAL_WORDS = "token|secret|password|passwd|credential|key"
+_CREDENTIAL_NAME = re.compile(CREDENTIAL_WORDS, re.IGNORECASE)
+
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@")
 _SECRET_PARAM = re.compile(
-    r"(?P<key>[\w.-]*(?:token|secret|password|passwd|key|credential)[\w.-]*)"
+    rf"(?P<key>[\w.-]*(?:{CREDENTIAL_WORDS})[\w.-]*)"
     r"(?P<sep>\s*[=:]\s*)(?P<value>[^&\s,;}\"']+)",
     re.IGNORECASE,
 )
@@ -23,3 +27,8 @@ def redact(text: str | None) -> str | None:
         return None
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}{m['sep']}***", text)
+
+
+def looks_like_credential(name: str) -> bool:
+    """Whether ``name`` (a query parameter, a config option) names a credential."""
+    return _CREDENTIAL_NAME.search(name) is not None

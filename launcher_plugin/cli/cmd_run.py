@@ -55,13 +55,6 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def _tracker_flag(value: str) -> TrackerSpec:
-    try:
-        return TrackerSpec.parse(value)
-    except TrackerConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 class CmdRun(TorchxCmdRun):
     """TorchX's ``run`` plus ``--tracker`` and ``--parent-run-id``."""
 
@@ -76,7 +69,7 @@ class CmdRun(TorchxCmdRun):
             "--tracker",
             dest="trackers",
             action="append",
-            type=_tracker_flag,
+            type=TrackerSpec.from_flag,
             default=[],
             metavar="NAME[=CONFIG]",
             help="track this run with tracker NAME (repeatable), e.g. "

@@ -30,7 +30,7 @@ from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR, tracker_config_env_var_name
-from trackers.errors import TrackerConfigError, TrackerError
+from trackers.errors import TrackerError
 from trackers.jsonsafe import text_of
 from trackers.lineage import walk_lineage
 from trackers.redact import redact
@@ -46,13 +46,6 @@ Handler = Callable[[TrackerBase, argparse.Namespace], Output]
 
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 1."""
-
-
-def _tracker_flag(value: str) -> TrackerSpec:
-    try:
-        return TrackerSpec.parse(value)
-    except TrackerConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def choose_tracker(spec: TrackerSpec | None, environ: Mapping[str, str]) -> TrackerBase:
@@ -285,7 +278,7 @@ def _args_sync(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument(
         "--tracker",
-        type=_tracker_flag,
+        type=TrackerSpec.from_flag,
         action="append",
         metavar="NAME=CONFIG",
         help="reach tracker NAME under another config from here (default: the config the job "
@@ -297,7 +290,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument(
         "--tracker",
-        type=_tracker_flag,
+        type=TrackerSpec.from_flag,
         default=None,
         metavar="NAME[=CONFIG]",
         help="the store to use, e.g. fsspec=file:///data/runs "

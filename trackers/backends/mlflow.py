@@ -110,8 +110,9 @@ from trackers.api import LineageTracker
 from trackers.config_text import load_mapping_config
 from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
 from trackers.origin import global_rank
-from trackers.redact import redact
+from trackers.redact import looks_like_credential, redact
 from trackers.types import LinkedRun, MetricColumns, MetricPoint, RunStatus
+from trackers.warn_once import WarnOnce
 
 if TYPE_CHECKING:
     from mlflow.entities import Metric, Param, Run, RunTag
@@ -182,7 +183,6 @@ _STATUS_FROM_MLFLOW: Mapping[str, RunStatus] = {
 _CONFIG_KEYS = ("uri", "experiment", "artifact_location", "upload_artifacts", "strict")
 #: How MLflow's SQL stores report two writers inserting the same row (SQLite, MySQL, Postgres).
 _INSERT_RACE = re.compile(r"UNIQUE constraint failed|IntegrityError|Duplicate entry|duplicate key")
-_SECRET_QUERY = re.compile(r"(token|secret|password|passwd|credential|api[_-]?key)", re.I)
 _NAME_CHARS = re.compile(r"[/\w.\- :]*")
 
 
@@ -269,7 +269,7 @@ def _checked_uri(uri: str) -> str:
         raise TrackerConfigError(f"tracking URI {redact(uri)!r} is not a valid URI: {e}") from None
     if parts.password is not None:
         raise TrackerConfigError(f"tracking URI {redact(uri)!r} contains a password; {hint}")
-    if any(_SECRET_QUERY.search(k) for k, _ in urllib.parse.parse_qsl(parts.query)):
+    if any(looks_like_credential(k) for k, _ in urllib.parse.parse_qsl(parts.query)):
         raise TrackerConfigError(f"tracking URI {redact(uri)!r} contains a credential; {hint}")
     return uri
 
@@ -463,7 +463,7 @@ class MLflowTracker(LineageTracker):
         self._reachable = False
         self._down_until = 0.0
         self._down_reason = ""
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(logger)
         if config.strict:  # fail fast: `torchx run` then refuses to submit
             try:
                 with self._calling("connect"):
@@ -557,11 +557,6 @@ class MLflowTracker(LineageTracker):
                 "set MLFLOW_HTTP_REQUEST_TIMEOUT to change that)"
             ) from None
         self._reachable = True
-
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning(message, *args)
 
     def _log(
         self,

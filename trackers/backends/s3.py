@@ -85,7 +85,8 @@ from trackers.backends.record_store import (
 )
 from trackers.config_text import load_mapping_config
 from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
-from trackers.redact import redact
+from trackers.redact import looks_like_credential, redact
+from trackers.warn_once import WarnOnce
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -109,7 +110,6 @@ PACK_RECORDS = 64
 
 # botocore's bucket-name check (S3-compatible stores allow more than AWS's 3-63 lowercase).
 _BUCKET = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
-_CREDENTIAL_WORDS = re.compile(r"key|secret|token|password|passwd|credential", re.IGNORECASE)
 _CREDENTIAL_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -194,7 +194,7 @@ class S3Config:
 
     @classmethod
     def _build(cls, bucket: str, prefix: str, options: Mapping[str, object]) -> S3Config:
-        secrets = sorted(k for k in options if _CREDENTIAL_WORDS.search(k))
+        secrets = sorted(k for k in options if looks_like_credential(k))
         if secrets:
             raise TrackerConfigError(
                 f"credentials do not belong in the tracker config (got {', '.join(secrets)}): "
@@ -366,7 +366,7 @@ class S3Tracker(RecordStoreTracker):
         self._made_dirs: set[str] = set()
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(logger)
         self._unpacked: dict[str, dict[str, bytes]] = {}
         if config.strict:
             self.verify()
@@ -453,13 +453,6 @@ class S3Tracker(RecordStoreTracker):
                 f"{at}: the S3 endpoint cannot be reached ({retries}): {error}"
             )
         return TrackerError(f"{at} failed: {type(error).__name__}: {error}")
-
-    def _warn_once(self, what: str, message: str, *args: object) -> None:
-        with self._lock:
-            if what in self._warned:
-                return
-            self._warned.add(what)
-        logger.warning(message, *args)
 
     # --- requests ---
     def _dir_prefix(self, prefix: str) -> str:
