@@ -60,10 +60,19 @@ __all__ = [
     "has_plugin_registry",
     "install_tracked_schedulers",
     "plugin_tracker_factories",
+    "torchx_distribution",
 ]
 
 #: The installed TorchX's version string (``0.7.0``, ``2026.10.26``...).
 TORCHX_VERSION: str = getattr(torchx, "__version__", "unknown")
+
+
+def torchx_distribution() -> str:
+    """The distribution that installed the ``torchx`` package: ``torchx`` or ``torchx-nightly``."""
+    import importlib.metadata
+
+    names = importlib.metadata.packages_distributions().get("torchx", [])
+    return names[0] if names else "torchx"
 
 #: Private TorchX names this package relies on: (module, attribute, which TorchX, what for).
 #: ``which`` is ``"all"``, ``"release"`` (0.7.0: no plugin registry) or ``"nightly"`` (has one).

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trackers.torchx_compat import torchx_distribution
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -178,7 +180,7 @@ S3FS_REQUIREMENT = "s3fs>=2024.1.0"
 
 
 def _project_requirements() -> list[str]:
-    """What ``trackers`` needs at import, from pyproject, with torchx pinned to ours."""
+    """What ``trackers`` needs at import, from pyproject, with TorchX pinned to the one here."""
     try:
         import tomllib
 
@@ -186,7 +188,8 @@ def _project_requirements() -> list[str]:
         deps = list(data["project"]["dependencies"])
     except (ImportError, OSError, KeyError):
         deps = ["fsspec", "pyyaml", "importlib-metadata", "tabulate"]
-    torchx = f"torchx=={importlib.metadata.version('torchx')}"
+    dist = torchx_distribution()  # torchx or torchx-nightly, as installed here
+    torchx = f"{dist}=={importlib.metadata.version(dist)}"
     return [torchx, *(d for d in deps if not d.replace("_", "-").startswith("torchx"))]
 
 
