@@ -70,10 +70,11 @@ from trackers.env import (
 )
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.lineage import linked_children, walk_lineage
+from trackers.operations import Operation, takes
 from trackers.origin import global_rank
 from trackers.registry import create_tracker
 from trackers.snapshot import environment_snapshot
-from trackers.spool import LINEAGE_OPS, Operation, spool_root
+from trackers.spool import spool_root
 from trackers.types import Direction, MetricPoint, RunLineage, RunStatus
 from trackers.writer import POLICIES, MetricQueue, Policy
 
@@ -191,9 +192,7 @@ class AppRun:
     _deliveries_lock: threading.Lock = field(
         default_factory=threading.Lock, repr=False, compare=False
     )
-    _close_done: threading.Event = field(
-        default_factory=threading.Event, repr=False, compare=False
-    )
+    _close_done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     _closing_thread: threading.Thread | None = field(default=None, repr=False, compare=False)
     _worker: bool = field(default=False, repr=False, compare=False)
     _stale_backends: set[int] = field(default_factory=set, repr=False, compare=False)
@@ -481,7 +480,7 @@ class AppRun:
         (``wait`` overrides that)."""
         op = Operation(record_name(), kind, args).snapshot()
         for i, backend in enumerate(self.backends):
-            if kind in LINEAGE_OPS and not isinstance(backend, LineageTracker):
+            if not takes(backend, kind):
                 continue
             strict = self.strict or getattr(backend, "strict", False) is True
             self._delivery(i).submit(op, wait=strict if wait is None else wait)
@@ -547,7 +546,6 @@ class AppRun:
             type(error).__name__,
             exc_info=None if is_transient(error) else error,  # an outage needs no traceback
         )
-
 
     # --- fork ---
     def _backend(self, index: int) -> TrackerBase:

@@ -40,7 +40,8 @@ from torchx.tracker.api import TrackerBase
 
 from trackers._ids import encode_run_id
 from trackers.errors import BackendUnavailable, TrackerConfigError
-from trackers.spool import Operation, Segment, leftover_segments, tracker_key
+from trackers.operations import Operation
+from trackers.spool import Segment, leftover_segments, tracker_key
 
 logger: logging.Logger = logging.getLogger(__name__)
 

@@ -31,37 +31,22 @@ them back), lone surrogates stay exact as ``\\udcXX`` escapes.
 
 from __future__ import annotations
 
-import array
-import base64
-import binascii
 import fcntl
-import functools
 import hashlib
 import json
 import logging
 import os
 import socket
 import stat
-import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from torchx.tracker.api import TrackerBase
-
-from trackers import jsonsafe
-from trackers._ids import (
-    check_artifact_name,
-    decode_run_id,
-    deterministic_record_names,
-    encode_run_id,
-)
-from trackers.api import LineageTracker
+from trackers._ids import decode_run_id, encode_run_id
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR
-from trackers.types import MetricColumns, MetricPoint
+from trackers.operations import Operation
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -83,168 +68,6 @@ def spool_root(environ: Mapping[str, str] | None = None) -> Path | None:
         return Path(raw).expanduser().absolute()
     cache = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache).absolute() / "torchx-lineage" / "spool"
-
-
-# --- operations ---
-
-WRITE_OPS = (
-    "add_metadata",
-    "add_artifact",
-    "add_source",
-    "add_metrics",
-    "add_summary",
-    "set_status",
-)
-#: Operations only a LineageTracker can take (TorchX's trackers have no metrics or status).
-LINEAGE_OPS = frozenset({"add_metrics", "add_summary", "set_status"})
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One write of a run, as made by the job: ``kind`` is the tracker method, ``args`` its
-    arguments. ``id`` names the records it writes, so delivering it twice writes them once."""
-
-    id: str
-    kind: str
-    args: Mapping[str, Any]
-
-    @property
-    def points(self) -> int:
-        """Metric points in it (0 for other kinds)."""
-        metrics = self.args.get("points") if self.kind == "add_metrics" else None
-        return len(metrics) if metrics is not None else 0
-
-    def apply(self, tracker: TrackerBase, run_id: str) -> None:
-        """Write it into ``tracker`` for ``run_id``."""
-        a = self.args
-        with deterministic_record_names(self.id):
-            if self.kind == "add_metadata":
-                tracker.add_metadata(run_id, **a["values"])
-            elif self.kind == "add_artifact":
-                tracker.add_artifact(run_id, a["name"], a["path"], a.get("metadata"))
-            elif self.kind == "add_source":
-                check_artifact_name(a.get("artifact_name"))  # for every backend alike
-                tracker.add_source(run_id, a["source_id"], a.get("artifact_name"))
-            elif not isinstance(tracker, LineageTracker):
-                return  # TorchX's own trackers have no metrics, summaries or status
-            elif self.kind == "add_metrics":
-                tracker.add_metrics(run_id, a["points"])
-            elif self.kind == "add_summary":
-                tracker.add_summary(run_id, **a["values"])
-            elif self.kind == "set_status":
-                tracker.set_status(run_id, a["status"])
-            else:
-                raise ValueError(f"unknown operation {self.kind!r}; expected one of {WRITE_OPS}")
-
-    def snapshot(self) -> Operation:
-        """A copy the caller's later changes cannot reach: delivery happens later, on another
-        thread, and a dict passed to ``add_metadata`` may be changed by then. Other than
-        metric batches (made by the writer, never shared), the arguments go through the spool
-        encoding, which is what every backend stores anyway (JSON, with the fallback forms of
-        :mod:`trackers.jsonsafe` for the rest)."""
-        if self.kind == "add_metrics":
-            return self
-        copy = Operation.decode(self.line)
-        copy.__dict__["line"] = self.line  # the cached encoding is the same
-        return copy
-
-    @functools.cached_property
-    def line(self) -> bytes:
-        """:meth:`encode`, once per operation (it goes into every backend's spool)."""
-        return self.encode()
-
-    def encode(self) -> bytes:
-        """One spool line (ends with a newline)."""
-        args: Mapping[str, Any] = self.args
-        if self.kind == "add_metrics":
-            args = _pack_columns(args["points"])
-        try:
-            data, notes = jsonsafe.encode(args, where=self.kind)
-        except Exception:  # a bug in the fallback itself must not reach the job either
-            logger.exception("tracking: %s dropped: its arguments cannot be encoded", self.kind)
-            data, notes = b"{}", []
-        jsonsafe.log_fallbacks(notes)
-        head = json.dumps({"id": self.id, "op": self.kind}).encode("utf-8")
-        return head[:-1] + b', "args": ' + data + b"}\n"
-
-    @staticmethod
-    def decode(line: bytes | str) -> Operation:
-        """The operation of one spool line; raises ``ValueError`` for a malformed line."""
-        record = json.loads(line)
-        if not isinstance(record, dict) or record.get("op") not in WRITE_OPS:
-            raise ValueError(f"not a spooled operation: {str(line)[:120]!r}")
-        args = record.get("args") or {}
-        if record["op"] == "add_metrics":
-            try:
-                args = {"points": _unpack_columns(args)}
-            except (KeyError, TypeError, ValueError, binascii.Error) as e:
-                raise ValueError(f"malformed metric batch in spooled operation: {e}") from None
-        return Operation(str(record["id"]), record["op"], args)
-
-
-# Metric batches are the bulk of a spool: their columns go in as base64 of packed machine
-# numbers (exact for NaN/inf, ~30x faster to write than JSON floats); ``None`` steps and ranks
-# are a sentinel. JSON float text cost ~1.3 µs per point, halving the writer's throughput.
-_NONE = -(2**63)
-
-
-def _b64(kind: str, values: Sequence[float | int]) -> str:
-    return base64.b64encode(array.array(kind, values).tobytes()).decode("ascii")
-
-
-def _from_b64(kind: str, text: str, byteorder: str) -> list[Any]:
-    packed = array.array(kind, base64.b64decode(text, validate=True))
-    if byteorder != sys.byteorder:
-        packed.byteswap()
-    return packed.tolist()
-
-
-def _pack_columns(points: Sequence[MetricPoint]) -> dict[str, Any]:
-    cols = points if isinstance(points, MetricColumns) else MetricColumns.from_rows(points)
-    try:
-        return _packed(cols)
-    except (TypeError, ValueError, OverflowError):  # a float step, a step beyond 64 bits...
-        return {"rows": [list(point) for point in cols]}  # as JSON (repr for the rest)
-
-
-def _packed(cols: MetricColumns) -> dict[str, Any]:
-    distinct = list(dict.fromkeys(cols.names))
-    index = {n: i for i, n in enumerate(distinct)}
-    ranks = None
-    if any(r is not None for r in cols.ranks):
-        ranks = _b64("q", [_NONE if r is None else r for r in cols.ranks])
-    return {
-        "byteorder": sys.byteorder,
-        "names": distinct,
-        "name": _b64("q", [index[n] for n in cols.names]),
-        "value": _b64("d", cols.values),
-        "step": _b64("q", [_NONE if s is None else s for s in cols.steps]),
-        "time": _b64("d", cols.times),
-        "rank": ranks,
-    }
-
-
-def _unpack_columns(packed: Mapping[str, Any]) -> MetricColumns:
-    if "rows" in packed:
-        return MetricColumns.from_rows([tuple(row) for row in packed["rows"]])
-    order = str(packed["byteorder"])
-    distinct = list(packed["names"])
-    values = _from_b64("d", packed["value"], order)
-    steps = _from_b64("q", packed["step"], order)
-    ranks = _from_b64("q", packed["rank"], order) if packed.get("rank") else [None] * len(values)
-    cols = MetricColumns(
-        [distinct[i] for i in _from_b64("q", packed["name"], order)],
-        values,
-        [None if s == _NONE else s for s in steps],
-        _from_b64("d", packed["time"], order),
-        [None if r == _NONE else r for r in ranks],
-    )
-    if not len(cols.names) == len(values) == len(cols.steps) == len(cols.times):
-        raise ValueError("columns of different lengths")
-    return cols
-
-
-# --- segments ---
 
 
 def tracker_key(name: str, config: str | None) -> str:

@@ -209,7 +209,8 @@ def test_metrics_of_a_torchx_only_store_is_a_clear_error(
 
 def _spooled(spool: Path, name: str, config: str) -> Path:
     """A spool segment as a job leaves it when its store was down until it exited."""
-    from trackers.spool import Operation, Segment
+    from trackers.operations import Operation
+    from trackers.spool import Segment
 
     segment = Segment.create(spool, TRAIN, name, config)
     segment.append(Operation("00000000000000000001-a", "add_metadata", {"values": {"k": 1}}).line)

@@ -21,7 +21,8 @@ import pytest
 from tests.cli_support import TORCHX, clean_env
 from trackers._ids import deterministic_record_names, encode_run_id
 from trackers.backends.fsspec import create_tracker
-from trackers.spool import Operation, Segment
+from trackers.operations import Operation
+from trackers.spool import Segment
 from trackers.types import MetricPoint
 
 RUN = "local_cwd://torchx/train-1"

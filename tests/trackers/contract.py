@@ -203,7 +203,7 @@ class TrackerContract:
         assert tracker.metrics(RUN, "loss") == before + after
 
     def test_an_operation_delivered_twice_is_stored_once(self, tracker: LineageTracker) -> None:
-        from trackers.spool import Operation
+        from trackers.operations import Operation
 
         ops = [
             Operation("00000000000000001000-a1", "add_metadata", {"values": {"lr": 0.1}}),

@@ -12,7 +12,8 @@ import pytest
 
 from trackers import AppRun, RunSettings
 from trackers.backends.fsspec import FsspecTracker, create_tracker
-from trackers.spool import Operation, Segment, segment_paths
+from trackers.operations import Operation
+from trackers.spool import Segment, segment_paths
 from trackers.sync import sync_spool
 from trackers.types import MetricColumns, MetricPoint
 
