@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 FLAVOURS=${TORCHX_FLAVOURS:-release nightly}
+bash scripts/system_deps.sh
 rm -rf .test-results && mkdir -p .test-results
 status=0
 summary=()
