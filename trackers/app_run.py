@@ -50,7 +50,7 @@ from torchx.tracker.api import AppRunTrackableSource, TrackerArtifact, TrackerBa
 from trackers import lifecycle
 from trackers._ids import record_name
 from trackers.api import LineageTracker
-from trackers.delivery import Delivery, is_transient, time_left
+from trackers.delivery import Delivery, time_left
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
     ENV_TORCHX_PARENT_RUN_ID,
@@ -68,7 +68,7 @@ from trackers.env import (
     strict_from_env,
     tracker_config_env_var_name,
 )
-from trackers.errors import TrackerConfigError, TrackerError
+from trackers.errors import TrackerConfigError, TrackerError, is_transient
 from trackers.lineage import linked_children, walk_lineage
 from trackers.operations import Operation, takes
 from trackers.origin import global_rank

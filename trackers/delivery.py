@@ -6,10 +6,10 @@ backend's :class:`Delivery`. Its thread applies the operations one after another
 
 * a slow or hanging backend delays only its own queue, never the training loop or the other
   backends (each has its own thread and spool);
-* a failure that means "not now" (:func:`is_transient`: the store is unreachable, timed out,
-  kept answering 5xx, or this process's credentials are missing or rejected) keeps the
-  operation and retries it with backoff (0.2 s doubling to :data:`RETRY_MAX_S`) until the store
-  is back, then catches up in order. Every other failure
+* a failure that means "not now" (:func:`trackers.errors.is_transient`: the store is
+  unreachable, timed out, kept answering 5xx, or this process's credentials are missing or
+  rejected) keeps the operation and retries it with backoff (0.2 s doubling to
+  :data:`RETRY_MAX_S`) until the store is back, then catches up in order. Every other failure
   means the operation itself is at fault: it is logged with its cause and skipped;
 * what is not delivered when the run closes stays in the spool: the next process of the same run
   (a restarted or requeued job) adopts it when it starts and delivers it first, and
@@ -39,7 +39,7 @@ from pathlib import Path
 from torchx.tracker.api import TrackerBase
 
 from trackers._ids import encode_run_id
-from trackers.errors import BackendUnavailable, TrackerConfigError
+from trackers.errors import BackendUnavailable, is_transient
 from trackers.operations import Operation
 from trackers.spool import Segment, leftover_segments, tracker_key
 
@@ -62,13 +62,6 @@ ErrorHandler = Callable[[str, Exception], None]
 def time_left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (a ``time.monotonic()`` value; ``None``: no limit), >= 0."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether a failed operation should be kept and retried: the store may come back, or the
-    failure is about this process's setup (missing or rejected credentials), not the operation,
-    so another attempt (or ``torchx tracker sync`` from elsewhere) can succeed."""
-    return isinstance(error, BackendUnavailable | OSError | TrackerConfigError)
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Errors raised by trackers; each message names the value at fault and what was expected."""
+"""Errors raised by trackers, and the policy that sorts failures into "retry" and "skip".
+
+Each message names the value at fault and what was expected. :func:`is_transient` is the one
+error policy: delivery (:mod:`trackers.delivery`), sync and ``AppRun``'s log lines all ask it.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +32,10 @@ class RunNotFoundError(TrackerError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed operation should be kept and retried: the store may come back, or the
+    failure is about this process's setup (missing or rejected credentials), not the operation,
+    so another attempt (or ``torchx tracker sync`` from elsewhere) can succeed."""
+    return isinstance(error, BackendUnavailable | OSError | TrackerConfigError)
