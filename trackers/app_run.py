@@ -19,7 +19,7 @@ It has every method of TorchX's ``torchx.tracker.api.AppRun`` (``run_from_env``,
 * Reads first wait (up to the shutdown timeout) for that backend's pending writes, so a run reads
   its own writes; they ask the first backend and fall over to the next if it fails.
 * Metrics: ``log(metrics, step)`` only appends to a bounded queue; a background thread writes
-  batches to every backend (:mod:`trackers.writer`). ``flush()``, ``close()`` and the context
+  batches to every backend (:mod:`trackers.metric_queue`). ``flush()``, ``close()`` and the context
   manager end it; ``run_from_env()`` also closes the run at exit and on SIGTERM, recording the
   terminal status (:mod:`trackers.lifecycle`). By default only global rank 0 logs metrics and
   writes RUNNING/SUCCEEDED; any rank records FAILED or KILLED.
@@ -70,13 +70,13 @@ from trackers.env import (
 )
 from trackers.errors import TrackerConfigError, TrackerError, is_transient
 from trackers.lineage import linked_children, walk_lineage
+from trackers.metric_queue import POLICIES, MetricQueue, Policy
 from trackers.operations import Operation, takes
 from trackers.origin import global_rank
 from trackers.registry import create_tracker
 from trackers.snapshot import environment_snapshot
 from trackers.spool import spool_root
 from trackers.types import Direction, MetricPoint, RunLineage, RunStatus
-from trackers.writer import POLICIES, MetricQueue, Policy
 
 logger: logging.Logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 import trackers
 from trackers import AppRun, RunSettings, TrackerConfigError
 from trackers.backends.fsspec import FsspecTracker, create_tracker
+from trackers.metric_queue import DROPPED_METRIC, MetricQueue
 from trackers.types import MetricPoint
-from trackers.writer import DROPPED_METRIC, MetricQueue
 
 RUN = "local_cwd://torchx/train-1"
 
