@@ -24,12 +24,11 @@ import copy
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from torchx.specs import AppDef, macros
 from torchx.tracker.api import TrackerBase
 
-from launcher_plugin.secrets import SecretSpec
+from launcher_plugin.plan import TrackingPlan
 from trackers.api import capabilities
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
@@ -48,21 +47,6 @@ NAMESPACED_SCHEDULERS = frozenset({"kubernetes", "kubernetes_mcad"})
 
 #: The name TorchX registers its own fsspec factory under: configs for it must be TorchX's form.
 TORCHX_FSSPEC_NAME = "fsspec"
-
-
-@dataclass
-class TrackingPlan:
-    """What a launch tracks: the job id template, the trackers and the env for every role."""
-
-    job_id: str
-    parent_run_id: str | None
-    trackers: dict[str, TrackerBase] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    secrets: list[SecretSpec] = field(default_factory=list)
-
-    def run_id(self, app_id: str) -> str:
-        """The run id of the submitted job (``job_id`` with the app id filled in)."""
-        return self.job_id.replace(macros.app_id, app_id)
 
 
 def job_id_template(scheduler: str, session: str, cfg: Mapping[str, object]) -> str:

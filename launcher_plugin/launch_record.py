@@ -25,16 +25,14 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchx.specs import AppDryRunInfo
 
+from launcher_plugin.plan import TrackingPlan
 from trackers.redact import redact
 from trackers.snapshot import git_state
 from trackers.torchx_compat import dryrun_app, dryrun_cfg
-
-if TYPE_CHECKING:
-    from launcher_plugin.inject import TrackingPlan
 
 logger: logging.Logger = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ from torchx.tracker.api import AppRunTrackableSource, TrackerArtifact, TrackerBa
 from trackers import lifecycle
 from trackers._ids import record_name
 from trackers.api import LineageTracker
+from trackers.capture import tensorboard
 from trackers.delivery import Delivery, time_left
 from trackers.env import (
     ENV_TORCHX_JOB_ID,
@@ -272,9 +273,7 @@ class AppRun:
                 self.add_metadata(**environment_snapshot())
         lifecycle.install(self)
         if self.settings.capture_tensorboard:
-            from trackers.capture.tensorboard import capture_tensorboard
-
-            capture_tensorboard()
+            tensorboard.capture_tensorboard(_log_to_current_run)
 
     # --- metrics: the training thread only enqueues ---
     def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -614,6 +613,10 @@ def tracker_ref(tracker: TrackerBase) -> TrackerRef:
 def current_run() -> AppRun:
     """Same as ``AppRun.run_from_env()``."""
     return AppRun.run_from_env()
+
+
+def _log_to_current_run(metrics: Mapping[str, float], step: int | None) -> None:
+    current_run().log(metrics, step)
 
 
 def reset_current_run() -> None:

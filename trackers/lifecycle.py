@@ -44,14 +44,31 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn, Protocol
 
-if TYPE_CHECKING:
-    from trackers.app_run import AppRun
+from trackers.types import RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
 
-_installed_for: AppRun | None = None
+
+class _Limits(Protocol):
+    @property
+    def shutdown_timeout(self) -> float: ...
+
+
+class ExitingRun(Protocol):
+    """What the hooks need of a run (``AppRun`` has it); the run passes itself in, so this
+    module does not import the one that imports it."""
+
+    @property
+    def settings(self) -> _Limits: ...
+
+    def mark_exit(self, status: RunStatus) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_installed_for: ExitingRun | None = None
 
 #: Internal: ``"<pid> <run id>"`` of the process that started the run; set by it, read by its
 #: children (any start method, and subprocesses) to know they are workers of that run.
@@ -84,7 +101,7 @@ def is_worker_of(run_id: str) -> bool:
     return owned == run_id and pid != str(os.getpid())
 
 
-def close_at_process_exit(run: AppRun) -> None:
+def close_at_process_exit(run: ExitingRun) -> None:
     """Close ``run`` when this process ends, also where ``atexit`` does not run (multiprocessing
     children); once per process and run. ``close`` itself is idempotent."""
     key = (os.getpid(), id(run))
@@ -99,7 +116,7 @@ def close_at_process_exit(run: AppRun) -> None:
 _hooks_installed = False
 
 
-def install(run: AppRun) -> None:
+def install(run: ExitingRun) -> None:
     """Hook ``run`` into the process's exit paths (hooks once per process; later runs move in)."""
     global _installed_for, _hooks_installed
     _installed_for = run

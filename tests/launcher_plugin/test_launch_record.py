@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from torchx.specs import AppDef, AppDryRunInfo, Role
 
-from launcher_plugin.inject import TrackingPlan
 from launcher_plugin.launch_record import launch_context, write_launch_record
+from launcher_plugin.plan import TrackingPlan
 from launcher_plugin.schedulers import install_tracking_hooks
 from trackers.backends.fsspec import create_tracker
 from trackers.snapshot import git_state

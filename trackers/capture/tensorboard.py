@@ -1,9 +1,10 @@
 """Record ``torch.utils.tensorboard`` scalars into the current run as well.
 
-With ``TORCHX_TRACKER_CAPTURE_TENSORBOARD=1`` (or :func:`capture_tensorboard`),
-``SummaryWriter.add_scalar(tag, value, step)`` and ``add_scalars(main_tag, {k: v}, step)`` also
-call ``AppRun.log`` (``main_tag/k`` for the latter). The TensorBoard output is unchanged: the
-original method runs first, and a failure on our side is logged once, never raised.
+With ``TORCHX_TRACKER_CAPTURE_TENSORBOARD=1``, ``AppRun.start`` calls :func:`capture_tensorboard`
+with the current run's ``log``: ``SummaryWriter.add_scalar(tag, value, step)`` and
+``add_scalars(main_tag, {k: v}, step)`` then also log there (``main_tag/k`` for the latter).
+The TensorBoard output is unchanged: the original method runs first, and a failure on our side
+is logged once, never raised.
 
 torch is not imported for this: if ``torch.utils.tensorboard.writer`` is not loaded yet, an
 import hook patches it when the program imports it.
@@ -26,13 +27,18 @@ WRITER_MODULE = "torch.utils.tensorboard.writer"
 _PATCHED = "_torchx_lineage_captured"
 _warned = False
 
+#: Where captured scalars go: ``log(metrics, step)``, given by whoever starts the capture.
+MetricSink = Callable[[dict[str, float], int | None], None]
+_sink: MetricSink | None = None
+
 
 def _log(metrics: dict[str, float], step: Any) -> None:
     global _warned
+    sink = _sink
+    if sink is None:  # patched without capture_tensorboard(): nowhere to record
+        return
     try:
-        from trackers.app_run import AppRun
-
-        AppRun.run_from_env().log(metrics, None if step is None else int(step))
+        sink(metrics, None if step is None else int(step))
     except Exception:
         if not _warned:
             _warned = True
@@ -107,8 +113,10 @@ def _wrap_exec_module(loader: importlib.abc.Loader) -> None:
     loader.exec_module = exec_and_patch  # type: ignore[method-assign]
 
 
-def capture_tensorboard() -> None:
-    """Start capturing: patch now if the writer module is loaded, else when it is imported."""
+def capture_tensorboard(log: MetricSink) -> None:
+    """Send scalars to ``log``: patch now if the writer module is loaded, else when imported."""
+    global _sink
+    _sink = log
     module = sys.modules.get(WRITER_MODULE)
     if module is not None:
         patch_writer_module(module)
