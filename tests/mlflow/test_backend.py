@@ -29,12 +29,12 @@ from trackers.backends.mlflow import (
     MAX_REQUEST_BYTES,
     MLflowConfig,
     MLflowTracker,
-    _batches,
     create_tracker,
     decode_param,
     encode_param,
     run_key,
 )
+from trackers.backends.mlflow.encoding import batches as log_batches
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.types import MetricPoint
 
@@ -293,7 +293,7 @@ def test_batches_respect_every_limit() -> None:
     params = [Param(f"p{i}", "v" * 5000) for i in range(250)]
     tags = [RunTag(f"t{i}", "w" * 7000) for i in range(150)]
     metrics = [Metric(f"m{i % 7}", 1.0, 0, i) for i in range(2600)]
-    batches = list(_batches(params, tags, metrics))
+    batches = list(log_batches(params, tags, metrics))
     for b in batches:
         assert len(b.params) <= 100 and len(b.tags) <= 100 and len(b.metrics) <= 1000
         assert len(b.params) + len(b.tags) + len(b.metrics) <= 1000
@@ -314,7 +314,8 @@ def test_batches_respect_every_limit() -> None:
     # Non-ASCII counts by its escaped size on the wire.
     wide = [Param(f"u{i}", "日" * 5000) for i in range(100)]
     assert all(
-        sum(6 * len(p.value) for p in b.params) <= MAX_REQUEST_BYTES for b in _batches(wide, [], [])
+        sum(6 * len(p.value) for p in b.params) <= MAX_REQUEST_BYTES
+        for b in log_batches(wide, [], [])
     )
 
 
@@ -569,7 +570,7 @@ def test_silent_server_with_mlflows_own_retries_is_still_bounded(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     tracker = create_tracker(silent_server)
-    tracker._reachable = True  # as if the probe had succeeded before the server hung
+    tracker._calls.reachable = True  # as if the probe had succeeded before the server hung
     error, seconds = timed(lambda: tracker.run_ids())
     assert silent_server in str(error) and "not reachable" in str(error)
     assert seconds < 8
@@ -633,7 +634,7 @@ _RACER = textwrap.dedent(
     print("ready", flush=True)
     sys.stdin.readline()                      # everyone starts on the same "go"
     tracker.add_metadata(sys.argv[2], **{"proc_" + sys.argv[3]: int(sys.argv[3])})
-    print(json.dumps({"mlflow_run": tracker._runs[sys.argv[2]]}), flush=True)
+    print(json.dumps({"mlflow_run": tracker._agreement.find(sys.argv[2])}), flush=True)
     """
 )
 
