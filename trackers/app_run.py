@@ -1,35 +1,9 @@
 """``AppRun``: the job's handle on its run, fanned out to every configured tracker.
 
-It has every method of TorchX's ``torchx.tracker.api.AppRun`` (``run_from_env``,
-``add_metadata``, ``add_artifact``, ``add_source``, ``sources``, ``children``, ``job_id``) plus
-``lineage``, ``metadata`` and ``artifacts``. Differences from TorchX's class, on purpose:
-
-* A tracking failure never kills the job by accident: each backend call is isolated, and a
-  failure is logged with its cause (once per backend, operation and error type) and skipped.
-  Set ``TORCHX_TRACKER_STRICT=1`` (or ``AppRun(..., strict=True)``) to make failures raise.
-* A tracker that cannot be built from the env (unknown name, malformed config) is logged naming
-  the env var and dropped, unless strict.
-* ``run_from_env()`` is a process-wide singleton as in TorchX, but :func:`reset_current_run`
-  forgets it (TorchX's ``lru_cache`` cannot be reset and ignores later env changes).
-* Writes never wait for a store: each backend has its own delivery thread and spool
-  (:mod:`trackers.delivery`, :mod:`trackers.spool`), so a slow, hanging or unreachable backend
-  delays nothing but itself, and what it could not take stays in the spool for the next process
-  of the run or ``torchx tracker sync``. In strict mode a write waits for its first attempt on
-  every backend and raises its error (per tracker: a backend whose ``strict`` attribute is true).
-* Reads first wait (up to the shutdown timeout) for that backend's pending writes, so a run reads
-  its own writes; they ask the first backend and fall over to the next if it fails.
-* Metrics: ``log(metrics, step)`` only appends to a bounded queue; a background thread writes
-  batches to every backend (:mod:`trackers.metric_queue`). ``flush()``, ``close()`` and the context
-  manager end it; ``run_from_env()`` also closes the run at exit and on SIGTERM, recording the
-  terminal status (:mod:`trackers.lifecycle`). By default only global rank 0 logs metrics and
-  writes RUNNING/SUCCEEDED; any rank records FAILED or KILLED.
-* Worker processes deliver too: a run used in a forked child (``multiprocessing`` fork,
-  ``Pool``, ``DataLoader`` workers, ``os.fork``) gets, after the fork, its own metric writer,
-  delivery threads, spool segment and freshly built backends (a client's connections must not
-  be shared with the parent); it drops what the parent had queued (the parent writes that). A
-  worker's run is closed on the way out of the process, and a worker never records the run's
-  status: the process that started the run does (:mod:`trackers.lifecycle`). At close, that
-  process also delivers what ended workers left in the spool.
+A drop-in for TorchX's ``AppRun`` (same methods, plus metrics, lineage and reads) that never
+lets tracking kill the job unless strict: writes go through each backend's own delivery thread
+and spool, reads wait for this run's own writes, and a forked worker gets its own threads.
+Why each difference exists, and how: ``docs/delivery.md``.
 """
 
 from __future__ import annotations

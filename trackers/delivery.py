@@ -1,28 +1,10 @@
 """Per-backend delivery: every backend takes a run's writes from a thread of its own, in order.
 
-The training thread never waits for a store (unless strict): ``AppRun`` turns each write into an
-:class:`~trackers.spool.Operation`, appends it to the backend's spool segment and hands it to the
-backend's :class:`Delivery`. Its thread applies the operations one after another, so
-
-* a slow or hanging backend delays only its own queue, never the training loop or the other
-  backends (each has its own thread and spool);
-* a failure that means "not now" (:func:`trackers.errors.is_transient`: the store is
-  unreachable, timed out, kept answering 5xx, or this process's credentials are missing or
-  rejected) keeps the operation and retries it with backoff (0.2 s doubling to
-  :data:`RETRY_MAX_S`) until the store is back, then catches up in order. Every other failure
-  means the operation itself is at fault: it is logged with its cause and skipped;
-* what is not delivered when the run closes stays in the spool: the next process of the same run
-  (a restarted or requeued job) adopts it when it starts and delivers it first, and
-  ``torchx tracker sync`` delivers it from any machine that can read the spool;
-* at close, when the store's last attempt failed as unreachable (or credentials are missing or
-  rejected) and everything left is on disk in the spool, the store gets one short retry
-  (:data:`EXIT_RETRY_S`) instead of the whole shutdown limit: a store that is down does not hold
-  a finished job (and its nodes) for the limit. A store that answers, however slowly, keeps the
-  full limit, and so do operations the spool could not take (they would be lost).
-
-Operations are delivered at least once and written exactly once: each carries an id that names
-the records it writes (:func:`trackers._ids.deterministic_record_names`), and the MLflow backend
-writes params, tags and metric points that MLflow stores once however often they are sent.
+So a slow, hanging or unreachable store delays only its own queue, never training or the other
+backends. A failure :func:`trackers.errors.is_transient` calls "not now" is retried with backoff
+(0.2 s doubling to :data:`RETRY_MAX_S`); any other is logged and the write skipped. What is not
+delivered at close stays in the spool; a store that is down gets :data:`EXIT_RETRY_S` at exit,
+not the whole limit. Details: ``docs/delivery.md``.
 """
 
 from __future__ import annotations

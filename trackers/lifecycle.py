@@ -1,33 +1,9 @@
 """Process hooks that give every run an end: flush and a terminal status on any exit we can see.
 
-Installed once per process by ``AppRun.run_from_env()`` (for a run that has trackers):
-
-* ``atexit``: close the run (bounded flush, status SUCCEEDED unless a failure was seen first);
-* ``sys.excepthook``: an uncaught exception marks the run FAILED (``KeyboardInterrupt``: KILLED);
-* ``sys.exit``: a non-zero exit code marks the run FAILED (``SystemExit`` never reaches the
-  excepthook, and ``atexit`` cannot see the code). A ``raise SystemExit(n)`` written out in the
-  program, or ``os._exit``, bypasses this and the run is recorded SUCCEEDED (or stays RUNNING);
-  the scheduler's own final state is the reference then;
-* ``SIGTERM`` (what Slurm and Kubernetes send before killing a job): mark KILLED, flush within
-  the shutdown timeout (from a helper thread, so a lock held by the interrupted code cannot
-  hang the exit), then hand the signal on: to the handler that was installed before ours
-  if it is a Python function, else the default action (the process ends with SIGTERM's status).
-  A handler installed after ours replaces it, as Python does; call ``trackers.flush()`` there.
-
-Deaths a process cannot see (SIGKILL, OOM kill, node loss) leave the status RUNNING.
-
-Worker processes (``multiprocessing`` with fork, forkserver or spawn, ``Pool``,
-``ProcessPoolExecutor``, torch ``DataLoader`` workers, a plain ``os.fork``):
-
-* a multiprocessing child leaves through ``os._exit`` (fork, forkserver), so ``atexit`` never
-  runs there: :func:`close_at_process_exit` also registers a ``multiprocessing.util.Finalize``
-  (those run on the way out of every multiprocessing child), and an ``atexit`` hook for the rest;
-* the process that starts a run owns its status: it puts ``pid run-id`` into
-  :data:`ENV_TORCHX_TRACKER_RUN_OWNER` (children inherit it, whatever the start method), and
-  :func:`is_worker_of` tells a child that the run is someone else's. A worker writes no status
-  at all (neither RUNNING nor SUCCEEDED, FAILED or KILLED, and no environment snapshot): a pool
-  terminates its workers with SIGTERM and a worker's failure reaches the parent (``Pool``
-  re-raises it, ``Process.exitcode``), which records the run's end.
+``atexit``, ``sys.excepthook``, ``sys.exit`` and ``SIGTERM`` (handed on afterwards) close the
+run with SUCCEEDED, FAILED or KILLED; multiprocessing children close through ``Finalize``, and
+only the process that started a run records its status (:func:`is_worker_of`). What each hook
+covers and what no process can see: ``docs/delivery.md``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
-"""The background writer: the training thread only appends to a queue; a thread writes batches.
+"""The metric queue: the training thread only appends; a background thread hands out batches.
 
-Hot path (:meth:`MetricQueue.put`): one ``time.time()`` and a ``deque.append`` per value, and no
-lock at all (``deque.append``/``popleft`` are atomic in CPython). That matters beyond speed: a
-SIGTERM handler runs on the training thread between two bytecodes, so any lock the hot path took
-could be held by the very code the handler interrupted. The writer thread polls every few
-milliseconds and writes when ``flush_interval`` has passed, ``batch_size`` points are waiting or a
-flush was asked for: it takes everything queued and hands it to every backend as one batch
-(``add_metrics``), in order.
-
-Memory is bounded by ``max_queued`` points. When the queue is full the policy decides:
-
-``block`` (default)
-    ``put`` waits until the writer has made room (no point is lost; a stalled backend stalls
-    logging once the queue is full).
-``drop``
-    the new point is discarded and counted; the count is written into the run as the metric
-    ``tracking/dropped_points`` (and the summary key of the same name) at the next flush.
-
-``flush()`` returns once every point accepted before the call is durable in every backend that
-is up (a backend that fails is logged, see :class:`trackers.app_run.AppRun`).
+The hot path (:meth:`MetricQueue.put`) takes no lock, so it stays cheap and a SIGTERM handler
+that interrupts it cannot deadlock; memory is bounded by ``max_queued`` with a ``block`` or
+``drop`` policy. Details and reasons: ``docs/delivery.md``.
 """
 
 from __future__ import annotations

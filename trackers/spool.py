@@ -1,32 +1,9 @@
-"""The spool: an on-disk log of the write operations a backend has not confirmed yet.
+"""The spool: per-run, per-tracker segment files of the writes a backend has not confirmed yet.
 
-Every write of a run (metadata, artifact, source link, metric batch, summary, status) becomes an
-:class:`Operation` with an id taken when it is made. Before it is handed to the backend's
-delivery thread (:mod:`trackers.delivery`) it is appended to a *segment* file here, so a backend
-that is down, slow or hanging loses nothing: what it has not taken when the job ends stays on
-disk, and ``torchx tracker sync`` (or the next process of the same run) delivers it.
-
-Layout under the spool root (``TORCHX_TRACKER_SPOOL_DIR``; default
-``$XDG_CACHE_HOME/torchx-lineage/spool``, i.e. ``~/.cache/torchx-lineage/spool``)::
-
-    <root>/<b32(run id)>/<tracker name>-<digest(name, config)>/<time>-<pid>-<hex>.jsonl
-                                                               <time>-<pid>-<hex>.acked
-
-* A segment is written by one process, which holds an exclusive ``flock`` on it while it lives;
-  whoever can take the lock (``sync``, a restarted job) knows its writer is gone.
-* Line 1 is a header: ``{"spool": 1, "run_id", "tracker", "config", "host", "pid"}``, so a
-  segment is enough to rebuild its tracker anywhere. Every other line is one operation
-  ``{"id", "op", "args"}`` in the order the job made them.
-* ``.acked`` holds how many operations are delivered. It is written at most every
-  :data:`ACK_INTERVAL_S` and at the end, so it may lag behind: delivery is idempotent (an
-  operation's records are named by its id, :func:`trackers._ids.deterministic_record_names`),
-  so a lag means some operations are delivered again and overwrite themselves.
-* A segment whose operations are all delivered is deleted, with the directories it leaves empty.
-
-Arguments are encoded by :mod:`trackers.jsonsafe`: a value JSON cannot hold (a cycle, a key that
-is not a string, an object whose ``repr`` raises...) takes its documented fallback form and is
-named in one log line, never raised into the job; NaN and inf stay numbers (Python's JSON reads
-them back), lone surrogates stay exact as ``\\udcXX`` escapes.
+A segment is appended to by one process, which holds its ``flock`` while it lives, and starts
+with a header naming its tracker, so a restarted job or ``torchx tracker sync`` can adopt it and
+deliver the rest anywhere. ``.acked`` counts what is delivered. Layout, format and guarantees:
+``docs/delivery.md``; the lines themselves are :class:`trackers.operations.Operation`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """``torchx tracker sync``: deliver what jobs left in the spool, from any machine that reads it.
 
-Each spool segment (:mod:`trackers.spool`) names its tracker and config in its header, so sync
-rebuilds the tracker, delivers the operations the job could not, in order, and deletes the segment
-once all are in. Delivery is idempotent (operations name their records), so syncing a segment
-twice, or one the job had partly delivered, writes nothing twice.
-
-An entry that is not a segment (no spool header, a directory named ``*.jsonl``) is reported
-with its path and left as it is; the others are still delivered.
-
-A segment whose writer still runs (it holds the segment's lock) is left alone and reported as in
-use: that process delivers it itself. A store that is still unreachable stops that segment at the
-first failure (what is left stays for the next sync); an operation the store rejects for what it
-is (not for being unreachable) is skipped and counted.
+Each segment's header names its tracker and config, so sync rebuilds the tracker and delivers
+the rest in order (idempotently: operations name their records). A segment still locked by its
+writer is left to it; an unreachable store stops a segment; a rejected write is skipped and
+counted; an entry that is not a segment is reported and left. Details: ``docs/delivery.md``.
 """
 
 from __future__ import annotations
