@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from trackers import reset_current_run
+pytest.register_assert_rewrite("trackers.testing")
+
+from trackers import reset_current_run  # noqa: E402 (after the assert-rewrite registration)
 
 #: The start of a skip reason for a test that does not apply to the installed TorchX.
 NOT_THIS_TORCHX = "not on this TorchX:"

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.trackers.contract import TrackerContract
 from trackers.backends.mlflow import MLflowTracker, create_tracker
+from trackers.testing import TrackerContract
 
 pytestmark = pytest.mark.mlflow
 

@@ -20,10 +20,10 @@ import pytest
 
 from tests.s3.conftest import Store
 from tests.s3.support import Requests
-from tests.trackers.contract import CHILD, PARENT, RUN
 from trackers.backends.s3 import CACHE_MIN_RECORDS, S3Config, S3Tracker, create_tracker
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.registry import create_tracker as create_named_tracker
+from trackers.testing import CHILD, PARENT, RUN
 
 pytestmark = pytest.mark.s3
 

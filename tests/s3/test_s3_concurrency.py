@@ -12,8 +12,8 @@ import pytest
 
 from tests.s3.conftest import Store
 from tests.s3.support import Requests, aws_test_env
-from tests.trackers.contract import RUN
 from trackers.backends.s3 import create_tracker
+from trackers.testing import RUN
 
 pytestmark = pytest.mark.s3
 

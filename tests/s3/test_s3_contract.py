@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.trackers.contract import TrackerContract
 from trackers.backends.s3 import S3Tracker
+from trackers.testing import TrackerContract
 
 pytestmark = pytest.mark.s3
 

@@ -22,9 +22,9 @@ import pytest
 from tests.s3.conftest import Store
 from tests.s3.faultproxy import AFTER, ALL_FAULTS, FaultProxy
 from tests.s3.support import free_port
-from tests.trackers.contract import PARENT, RUN
 from trackers.backends.s3 import S3Tracker, create_tracker
 from trackers.errors import TrackerError
+from trackers.testing import PARENT, RUN
 from trackers.types import MetricPoint
 
 pytestmark = pytest.mark.s3

@@ -10,9 +10,9 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.trackers.contract import RUN, TrackerContract
 from trackers.backends.fsspec import FsspecConfig, FsspecTracker, create_tracker
 from trackers.errors import TrackerConfigError
+from trackers.testing import RUN, TrackerContract
 
 
 class TestLocalDisk(TrackerContract):

@@ -2,6 +2,9 @@
 
 A backend's test module subclasses :class:`TrackerContract` and provides a ``tracker`` fixture
 (and ``make_tracker`` for a second handle on the same store, as another process would have).
+It ships in the package so a third-party backend can run it; it needs pytest (not a dependency
+of torchx-lineage). Call ``pytest.register_assert_rewrite("trackers.testing")`` in a conftest.py
+for pytest's detailed assertion messages.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from trackers.api import LineageTracker
+from trackers.api import LineageTracker, capabilities
+from trackers.registry import create_tracker
 from trackers.types import MetricPoint
 
 RUN = "local_cwd://torchx/train-1"
@@ -269,6 +273,31 @@ class TrackerContract:
     def test_status_rejects_unknown_values(self, tracker: LineageTracker) -> None:
         with pytest.raises(ValueError, match="SUCCEEDED"):
             tracker.set_status(RUN, "DONE")  # type: ignore[arg-type]
+
+    # --- optional capabilities: the backend's own or LineageTracker's defaults ---
+    def test_strict_is_a_bool_capabilities_agree_on(self, tracker: LineageTracker) -> None:
+        assert isinstance(tracker.strict, bool)
+        assert capabilities(tracker).strict is tracker.strict
+
+    def test_job_config_reopens_the_same_store(self, tracker: LineageTracker) -> None:
+        tracker.add_metadata(RUN, lr=0.1)
+        config = tracker.job_config()
+        assert config == capabilities(tracker).job_config()
+        if config is None:  # the job gets the config the tracker was built from, unchanged
+            return
+        assert tracker.registry_name, "a tracker with a job_config() needs its registry_name"
+        again = create_tracker(tracker.registry_name, config, origin="job_config()")
+        assert again.metadata(RUN) == {"lr": 0.1}
+
+    def test_ensure_root_and_close_can_repeat_and_leave_it_usable(
+        self, tracker: LineageTracker
+    ) -> None:
+        tracker.ensure_root()
+        capabilities(tracker).ensure_root()
+        tracker.add_metadata(RUN, a=1)
+        tracker.close()
+        capabilities(tracker).close()
+        assert tracker.metadata(RUN) == {"a": 1}
 
     # --- hostile input ---
     @pytest.mark.parametrize(
