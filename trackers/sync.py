@@ -15,8 +15,8 @@ from pathlib import Path
 
 from torchx.tracker.api import TrackerBase
 
-from trackers._ids import decode_run_id
 from trackers.errors import TrackerError, is_transient
+from trackers.ids import decode_run_id
 from trackers.redact import redact
 from trackers.registry import create_tracker
 from trackers.spool import Segment, segment_paths, segment_problem

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli_support import TORCHX, clean_env
-from trackers._ids import deterministic_record_names, encode_run_id
 from trackers.backends.fsspec import create_tracker
+from trackers.ids import deterministic_record_names, encode_run_id
 from trackers.operations import Operation
 from trackers.spool import Segment
 from trackers.types import MetricPoint

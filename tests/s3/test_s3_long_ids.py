@@ -10,7 +10,7 @@ import pytest
 
 from tests.s3.conftest import Store
 from tests.trackers.long_ids import assert_names_fit, exercise, long_id
-from trackers._ids import encode_run_id, path_id
+from trackers.ids import encode_run_id, path_id
 
 pytestmark = pytest.mark.s3
 

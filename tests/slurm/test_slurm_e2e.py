@@ -45,8 +45,8 @@ from tests.launcher_plugin.hostile_helpers import (
     store_dir,
     tracking_env,
 )
-from trackers._ids import encode_run_id
 from trackers.backends.fsspec import create_tracker
+from trackers.ids import encode_run_id
 
 if TYPE_CHECKING:
     from tests.slurm.conftest import SlurmCluster

@@ -30,8 +30,8 @@ from torchx.specs import is_terminal
 from launcher_plugin.slurm_status import app_state, parse_scontrol_fields
 from tests.cli_support import torchx as run_torchx
 from tests.slurm.conftest import SlurmCluster
-from trackers._ids import encode_run_id, record_sort_key
 from trackers.backends.fsspec import create_tracker
+from trackers.ids import encode_run_id, record_sort_key
 
 pytestmark = pytest.mark.slurm
 

@@ -7,8 +7,8 @@ every kind of write and read with such an id and assert the real id comes back.
 
 from __future__ import annotations
 
-from trackers._ids import MAX_PATH_ID_BYTES, encode_run_id
 from trackers.backends.record_store import RecordStoreTracker
+from trackers.ids import MAX_PATH_ID_BYTES, encode_run_id
 from trackers.types import MetricPoint
 
 SHORT = "local_cwd://torchx/parent-1"

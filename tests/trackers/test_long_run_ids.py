@@ -19,9 +19,9 @@ from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
 from tests.cli_support import clean_env, torchx
 from tests.trackers.long_ids import SHORT, assert_names_fit, exercise, long_id
-from trackers._ids import MAX_PATH_ID_BYTES, decode_run_id, encode_run_id, path_id
 from trackers.app_run import AppRun, RunSettings
 from trackers.backends.fsspec import create_tracker
+from trackers.ids import MAX_PATH_ID_BYTES, decode_run_id, encode_run_id, path_id
 
 
 def _all_paths(root: Path) -> list[str]:

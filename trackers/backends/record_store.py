@@ -35,7 +35,7 @@ Why it is shaped this way:
 * The run id only ever appears base32-encoded in a key, and record names are generated, so no
   input can make a write land outside the store's root.
 * An id too long for TorchX's form (over 155 bytes: its base32 would exceed a 255-byte name) is
-  kept under a shortened name (:func:`trackers._ids.path_id`) and its whole text in
+  kept under a shortened name (:func:`trackers.ids.path_id`) and its whole text in
   ``<run>/.run_id`` (``{"run_id": ...}``), which :meth:`run_ids` reads back. TorchX's
   ``sources/`` file is written only for source ids short enough for TorchX to have written it.
 * Metrics are stored a batch per record, column-wise (one record per flush, not per point);
@@ -56,7 +56,9 @@ from typing import Any
 from torchx.tracker.api import TrackerArtifact
 
 from trackers import jsonsafe
-from trackers._ids import (
+from trackers.api import LineageTracker
+from trackers.errors import TrackerError
+from trackers.ids import (
     MAX_PATH_ID_BYTES,
     check_artifact_name,
     decode_run_id,
@@ -67,8 +69,6 @@ from trackers._ids import (
     record_sort_key,
     shortened_digest,
 )
-from trackers.api import LineageTracker
-from trackers.errors import TrackerError
 from trackers.origin import record_origin
 from trackers.types import RUN_STATUSES, LinkedRun, MetricColumns, MetricPoint, RunStatus
 

@@ -73,7 +73,6 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from trackers._ids import record_name
 from trackers.backends.record_store import (
     ARTIFACTS,
     LINKS,
@@ -85,6 +84,7 @@ from trackers.backends.record_store import (
 )
 from trackers.config_text import load_mapping_config
 from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
+from trackers.ids import record_name
 from trackers.redact import looks_like_credential, redact
 from trackers.warn_once import WarnOnce
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trackers import jsonsafe
-from trackers._ids import id_bytes
+from trackers.ids import id_bytes
 
 if TYPE_CHECKING:
     from mlflow.entities import Metric, Param, RunTag

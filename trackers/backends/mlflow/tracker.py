@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from torchx.tracker.api import TrackerArtifact
 
-from trackers._ids import record_name, record_time
 from trackers.api import LineageTracker
 from trackers.backends.mlflow.config import MLflowConfig
 from trackers.backends.mlflow.encoding import (
@@ -52,6 +51,7 @@ from trackers.backends.mlflow.encoding import (
 from trackers.backends.mlflow.errors import MLflowCalls, retry_insert_race
 from trackers.backends.mlflow.run_agreement import RunAgreement, search_runs
 from trackers.errors import TrackerConfigError, TrackerError
+from trackers.ids import record_name, record_time
 from trackers.types import LinkedRun, MetricColumns, MetricPoint, RunStatus
 from trackers.warn_once import WarnOnce
 
