@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from torchx.tracker.api import AppRunTrackableSource, TrackerArtifact, TrackerBase
 
 from trackers import lifecycle
-from trackers._ids import record_name
 from trackers.api import LineageTracker
 from trackers.capture import tensorboard
 from trackers.delivery import Delivery, time_left
@@ -44,6 +43,7 @@ from trackers.env import (
     tracker_config_env_var_name,
 )
 from trackers.errors import TrackerConfigError, TrackerError, is_transient
+from trackers.ids import record_name
 from trackers.lineage import linked_children, walk_lineage
 from trackers.metric_queue import POLICIES, MetricQueue, Policy
 from trackers.operations import Operation, takes

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from torchx.tracker.api import TrackerBase
 
-from trackers._ids import encode_run_id
 from trackers.errors import BackendUnavailable, is_transient
+from trackers.ids import encode_run_id
 from trackers.operations import Operation
 from trackers.spool import Segment, leftover_segments, tracker_key
 

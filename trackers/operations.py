@@ -22,8 +22,8 @@ from typing import Any, cast
 from torchx.tracker.api import TrackerBase
 
 from trackers import jsonsafe
-from trackers._ids import check_artifact_name, deterministic_record_names
 from trackers.api import LineageTracker
+from trackers.ids import check_artifact_name, deterministic_record_names
 from trackers.types import MetricColumns, MetricPoint
 
 logger: logging.Logger = logging.getLogger(__name__)

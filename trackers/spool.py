@@ -21,8 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from trackers._ids import decode_run_id, encode_run_id
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR
+from trackers.ids import decode_run_id, encode_run_id
 from trackers.operations import Operation
 
 logger: logging.Logger = logging.getLogger(__name__)
