@@ -30,6 +30,7 @@ from typing import Any
 from torchx.specs import AppDryRunInfo
 
 from launcher_plugin.plan import TrackingPlan
+from trackers.ids import deterministic_record_names, record_name
 from trackers.redact import redact
 from trackers.snapshot import git_state
 from trackers.torchx_compat import dryrun_app, dryrun_cfg
@@ -105,11 +106,17 @@ def write_launch_record(plan: TrackingPlan, run_id: str, dryrun_info: AppDryRunI
     record = launch_metadata(run_id, dryrun_info, plan.parent_run_id)
     if plan.secrets:
         record["launch.secrets"] = [s.describe() for s in plan.secrets]
+    # One operation id per write, shared by every tracker (as AppRun's writes are): each store
+    # names its record by it, and an event-sending tracker (openlineage) takes its time from it,
+    # so `torchx tracker export` rebuilds the same event from a store later.
+    record_op, link_op = record_name(), record_name()
     for name, tracker in plan.trackers.items():
         try:
-            tracker.add_metadata(run_id, **record)
+            with deterministic_record_names(record_op):
+                tracker.add_metadata(run_id, **record)
             if plan.parent_run_id:
-                tracker.add_source(run_id, plan.parent_run_id)
+                with deterministic_record_names(link_op):
+                    tracker.add_source(run_id, plan.parent_run_id)
         except Exception as e:  # the job is submitted already: say so, don't fail the launch
             logger.error(
                 "launch record for %s not written to tracker %r (%r): %s: %s",

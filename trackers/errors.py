@@ -27,6 +27,11 @@ class TrackerNotFoundError(TrackerConfigError):
     """No factory is registered under a tracker name (the message lists the known names)."""
 
 
+class UnsupportedOperation(TrackerError, NotImplementedError):
+    """The tracker cannot do this at all (a read on a write-only tracker): not retried, and
+    ``AppRun``'s reads fall over to the next tracker."""
+
+
 class RunNotFoundError(TrackerError, KeyError):
     """A run id is not in the store that was asked."""
 

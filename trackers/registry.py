@@ -43,12 +43,17 @@ BUILTIN_TRACKERS: Mapping[str, str] = MappingProxyType(
         "lineage_fsspec": "trackers.backends.fsspec:create_tracker",
         "mlflow": "trackers.backends.mlflow:create_tracker",
         "s3": "trackers.backends.s3:create_tracker",
+        "openlineage": "trackers.backends.openlineage:create_tracker",
     }
 )
 
 #: What to install when a backend's optional dependency is missing.
 INSTALL_HINTS: Mapping[str, str] = MappingProxyType(
-    {"mlflow": "pip install 'torchx-lineage[mlflow]'", "s3": "pip install 'torchx-lineage[s3]'"}
+    {
+        "mlflow": "pip install 'torchx-lineage[mlflow]'",
+        "s3": "pip install 'torchx-lineage[s3]'",
+        "openlineage": "pip install 'torchx-lineage[openlineage]'",
+    }
 )
 
 

@@ -29,15 +29,17 @@ from torchx.cli.cmd_run import _parse_component_name_and_args
 from torchx.runner import Runner
 
 from launcher_plugin.launch_record import launch_context
-from launcher_plugin.reconcile import reconcile_run
+from launcher_plugin.reconcile import RunState, reconcile_run
 from launcher_plugin.secrets import ENV_TORCHX_TRACKER_SECRETS, check_secrets, parse_secrets
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
+from trackers.api import LineageTracker
 from trackers.env import (
     ENV_TORCHX_PARENT_RUN_ID,
     ENV_TORCHX_TRACKERS,
     tracker_config_env_var_name,
 )
-from trackers.errors import TrackerConfigError
+from trackers.errors import TrackerConfigError, UnsupportedOperation
+from trackers.ids import deterministic_record_names, record_name
 from trackers.redact import redact
 from trackers.registry import create_tracker
 
@@ -157,11 +159,25 @@ class CmdRun(TorchxCmdRun):
         return status
 
     def _reconcile(self, runner: Runner, app_handle: str) -> None:
-        """Record the scheduler's final state in each tracker that still has the run open."""
+        """Record the scheduler's final state in each tracker that still has the run open.
+
+        A write-only tracker (one that cannot read the run's status, such as ``openlineage``)
+        gets the final state a readable tracker of this launch recorded, and only then. All
+        writes share one operation id, as the job's writes do, so the stores' records and the
+        events name the same time.
+        """
+        op_id = record_name()
+        recorded: RunState | None = None
+        write_only: list[tuple[str, LineageTracker]] = []
         for name, (config, origin) in self._trackers.items():
             try:
                 tracker = create_tracker(name, config, origin=origin)
-                state = reconcile_run(tracker, runner, app_handle)
+                with deterministic_record_names(op_id):
+                    state = reconcile_run(tracker, runner, app_handle)
+            except UnsupportedOperation:
+                if isinstance(tracker, LineageTracker):
+                    write_only.append((name, tracker))
+                continue
             except Exception as e:  # never let tracking change how torchx run ends
                 logger.warning(
                     "tracker %s: could not reconcile %s: %s",
@@ -171,6 +187,7 @@ class CmdRun(TorchxCmdRun):
                 )
                 continue
             if state is not None and state.written is not None:
+                recorded = recorded or state
                 logger.info(
                     "tracker %s: recorded %s for %s (the job left it %s; scheduler: %s)",
                     name,
@@ -178,4 +195,21 @@ class CmdRun(TorchxCmdRun):
                     app_handle,
                     state.recorded or "unset",
                     state.scheduler,
+                )
+        if recorded is None or recorded.written is None:
+            return
+        for name, tracker in write_only:
+            try:
+                with deterministic_record_names(op_id):
+                    tracker.set_status(app_handle, recorded.written)
+                    tracker.add_metadata(
+                        app_handle, **{"reconciled.from_scheduler": recorded.scheduler}
+                    )
+            except Exception as e:  # never let tracking change how torchx run ends
+                logger.warning(
+                    "tracker %s: could not record %s for %s: %s",
+                    name,
+                    recorded.written,
+                    app_handle,
+                    redact(f"{type(e).__name__}: {e}"),
                 )

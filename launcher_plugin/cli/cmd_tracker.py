@@ -24,11 +24,20 @@ from torchx.cli.cmd_base import SubCommand
 from torchx.runner import get_runner
 from torchx.tracker.api import TrackerBase
 
-from launcher_plugin.cli.render import Output, render_lineage_tree, to_jsonable
+from launcher_plugin.cli.render import (
+    Output,
+    lineage_nodes,
+    render_lineage_dot,
+    render_lineage_mermaid,
+    render_lineage_tree,
+    to_jsonable,
+)
 from launcher_plugin.reconcile import run_states
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
+from trackers.backends.openlineage import OpenLineageTracker
+from trackers.backends.openlineage_backfill import store_writes
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR, tracker_config_env_var_name
 from trackers.errors import TrackerError
 from trackers.jsonsafe import text_of
@@ -141,12 +150,68 @@ def list_lineage(tracker: TrackerBase, args: argparse.Namespace) -> Output:
     lineage = walk_lineage(
         tracker, args.RUN_ID, direction=direction, artifact_name=args.artifact, depth=args.depth
     )
-    return Output(
+    output = Output(
         data=lineage.to_dict(),
         text=render_lineage_tree(lineage, direction),
         headers=["PARENT", "CHILD", "ARTIFACT"],
         rows=[[e.parent, e.child, e.artifact_name or ""] for e in lineage.edges],
     )
+    if args.format in GRAPH_FORMATS:
+        statuses = {run: _recorded_status(tracker, run) for run in lineage_nodes(lineage)}
+        render = render_lineage_dot if args.format == "dot" else render_lineage_mermaid
+        output.formats[args.format] = render(lineage, statuses)
+    return output
+
+
+#: ``list lineage --format``s that draw the graph: Graphviz DOT and Mermaid.
+GRAPH_FORMATS = ("dot", "mermaid")
+
+
+def _recorded_status(tracker: TrackerBase, run_id: str) -> str | None:
+    """The run's recorded status for a graph's node; ``None`` where the store has none."""
+    if not isinstance(tracker, LineageTracker):
+        return None
+    try:
+        return tracker.status(run_id)
+    except (TrackerError, OSError) as e:
+        logger.debug("no status for %s: %s", run_id, e)
+        return None
+
+
+def export_openlineage(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """Send the OpenLineage events of runs already in the store (``tracker export
+    openlineage``): the same events, UUIDs and times the live tracker sends, where the store
+    keeps each write (fsspec, S3); see :mod:`trackers.backends.openlineage_backfill`."""
+    if bool(args.RUN_ID) == bool(args.all):
+        raise CliError("export needs RUN_IDs or --all (not both)")
+    target = create_tracker("openlineage", args.to, origin="--to")
+    if not isinstance(target, OpenLineageTracker):
+        raise CliError(f"--to: {redact(repr(target))} is not the openlineage tracker")
+    for run_id in args.RUN_ID:
+        _require_run(tracker, run_id)
+    rows: list[list[object]] = []
+    failed = False
+    try:
+        for run_id in args.RUN_ID or tracker.run_ids():
+            sent, note = 0, ""
+            if not failed:
+                try:
+                    for write in store_writes(tracker, run_id):
+                        sent += target.emit(run_id, write)
+                except TrackerError as e:
+                    note, failed = redact(str(e)), True
+            else:
+                note = "not sent: an earlier run failed"
+            rows.append([run_id, sent, note])
+    finally:
+        target.close()
+    output = Output(
+        data=[{"run_id": r, "events": n, "note": note} for r, n, note in rows],
+        headers=["JOB ID", "EVENTS", "NOTE"],
+        rows=rows,
+    )
+    output.failed = failed
+    return output
 
 
 def _lineage_tracker(tracker: TrackerBase, what: str) -> LineageTracker:
@@ -219,6 +284,18 @@ def _args_artifacts(p: argparse.ArgumentParser) -> None:
     _add_run_id(p)
 
 
+def _args_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("RUN_ID", nargs="*", help="runs to export (or --all)")
+    p.add_argument("--all", action="store_true", help="every run in the store")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="CONFIG",
+        help="where to send: http(s)://HOST[:PORT], file://PATH, or '' for the OpenLineage "
+        "client's own configuration (openlineage.yml, OPENLINEAGE_URL)",
+    )
+
+
 def _args_lineage(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--sources-only", action="store_true", help="only ancestors")
@@ -286,8 +363,8 @@ def _args_sync(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+def _add_common(p: argparse.ArgumentParser, formats: Sequence[str] = ()) -> None:
+    p.add_argument("--format", choices=["table", "json", "csv", *formats], default="table")
     p.add_argument(
         "--tracker",
         type=TrackerSpec.from_flag,
@@ -342,7 +419,7 @@ class CmdTracker(SubCommand):
         list_commands = list_parser.add_subparsers(title="list commands")
         for name, (handler, add_args, help_text) in _SUBCOMMANDS.items():
             p = list_commands.add_parser(name, help=help_text)
-            _add_common(p)
+            _add_common(p, GRAPH_FORMATS if name == "lineage" else ())
             add_args(p)
             p.set_defaults(func=self._runner(handler))
         handler, add_args, help_text = _RECONCILE
@@ -350,6 +427,14 @@ class CmdTracker(SubCommand):
         _add_common(p)
         add_args(p)
         p.set_defaults(func=self._runner(handler))
+        export_parser = commands.add_parser("export", help="send runs of a store elsewhere")
+        export_commands = export_parser.add_subparsers(title="export formats")
+        p = export_commands.add_parser(
+            "openlineage", help="send the OpenLineage events of runs in the store (backfill)"
+        )
+        _add_common(p)
+        _args_export(p)
+        p.set_defaults(func=self._runner(export_openlineage))
         p = commands.add_parser("sync", help="deliver records jobs left in the spool")
         _args_sync(p)
         p.set_defaults(func=_printing(sync_spooled))

@@ -1,0 +1,113 @@
+"""Backfill: the OpenLineage events of runs already in a store (``torchx tracker export``).
+
+A record store (fsspec, S3) keeps one record per write, named by the write's operation id, so
+each write is rebuilt exactly (:func:`store_writes`) and :func:`~trackers.backends.openlineage.
+event_of` gives the very event the live ``openlineage`` tracker sent: same run UUID, same
+``eventTime``, same facets. Links that only TorchX's own ``AppRun`` wrote (its ``sources/``
+files) have no record and no time, and are not rebuilt.
+
+Any other store (MLflow, a third party's :class:`~trackers.api.LineageTracker`) is read through
+the tracker interface, which keeps no history: the launch record, the environment, each
+artifact and link and the last status become one write each, all at the time of
+``launch.time`` (or the epoch when the store has none), with operation ids derived from the run
+id and the write, so exporting twice sends the same events. Such events are not the live ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+from torchx.tracker.api import TrackerBase
+
+from trackers.api import LineageTracker
+from trackers.backends.openlineage import Write
+from trackers.backends.record_store import (
+    ARTIFACTS,
+    LINKS,
+    METADATA,
+    STATUS,
+    RecordStoreTracker,
+)
+from trackers.ids import record_sort_key
+
+__all__ = ["store_writes"]
+
+
+def store_writes(store: TrackerBase, run_id: str) -> list[Write]:
+    """Every write of ``run_id`` that ``store`` can tell, in the order they were made."""
+    if isinstance(store, RecordStoreTracker):
+        return _record_writes(store, run_id)
+    return _interface_writes(store, run_id)
+
+
+def _record_writes(store: RecordStoreTracker, run_id: str) -> list[Write]:
+    writes: list[tuple[str, Write]] = []
+
+    def add(record: Mapping[str, Any], kind: str, args: dict[str, Any]) -> None:
+        name = posixpath.basename(str(record["_key"]))
+        writes.append((name, Write(kind, args, name)))
+
+    for record in store._read_records(run_id, METADATA):
+        if isinstance(record.get("metadata"), dict):
+            add(record, "add_metadata", {"values": record["metadata"]})
+    for record in store._read_records(run_id, ARTIFACTS):
+        if isinstance(record.get("name"), str):
+            args = {k: record.get(k) for k in ("name", "path", "metadata")}
+            add(record, "add_artifact", args)
+    for record in store._read_records(run_id, LINKS):
+        if record.get("kind") == "source" and isinstance(record.get("run_id"), str):
+            args = {"source_id": record["run_id"], "artifact_name": record.get("artifact_name")}
+            add(record, "add_source", args)
+    for record in store._read_records(run_id, STATUS):
+        if isinstance(record.get("status"), str):
+            add(record, "set_status", {"status": record["status"]})
+    return [write for _, write in sorted(writes, key=lambda w: record_sort_key(w[0]))]
+
+
+def _interface_writes(store: TrackerBase, run_id: str) -> list[Write]:
+    metadata = dict(store.metadata(run_id))
+    start_ns = _launch_time_ns(metadata.get("launch.time"))
+    made: list[tuple[str, dict[str, Any]]] = []
+    launch = {k: v for k, v in metadata.items() if k.startswith("launch.")}
+    if launch:
+        made.append(("add_metadata", {"values": launch}))
+    for link in store.sources(run_id):
+        made.append(
+            ("add_source", {"source_id": link.source_run_id, "artifact_name": link.artifact_name})
+        )
+    status = store.status(run_id) if isinstance(store, LineageTracker) else None
+    if status is not None:
+        made.append(("set_status", {"status": "RUNNING"}))
+    environment = {k: v for k, v in metadata.items() if k.startswith("env.")}
+    if environment:
+        made.append(("add_metadata", {"values": environment}))
+    for artifact in store.artifacts(run_id).values():
+        args = {"name": artifact.name, "path": artifact.path, "metadata": artifact.metadata}
+        made.append(("add_artifact", args))
+    if status not in (None, "RUNNING"):
+        made.append(("set_status", {"status": status}))
+    writes = []
+    for i, (kind, args) in enumerate(made):
+        digest = hashlib.sha256(
+            json.dumps([run_id, kind, args], sort_keys=True, default=repr).encode("utf-8")
+        ).hexdigest()[:32]
+        writes.append(Write(kind, args, f"{start_ns + i * 1000:020d}-{digest}"))
+    return writes
+
+
+def _launch_time_ns(value: object) -> int:
+    if not isinstance(value, str):
+        return 0
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return 0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (when - epoch) // dt.timedelta(microseconds=1) * 1000
