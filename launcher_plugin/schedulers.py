@@ -102,9 +102,15 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
                         return response
                     sacct_failed = True
                     logger.debug("TorchX's describe found nothing: using squeue/scontrol")
-                except (subprocess.CalledProcessError, OSError) as e:
+                except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as e:
+                    # KeyError/ValueError: nightly parses `squeue --json` in the layout of newer
+                    # Slurm releases; Debian 12's Slurm 22.05 lacks `job_resources`.
                     sacct_failed = True
-                    logger.debug("sacct failed (%s): describing with squeue/scontrol", e)
+                    logger.debug(
+                        "TorchX's describe failed (%s: %s): describing with squeue/scontrol",
+                        type(e).__name__,
+                        e,
+                    )
             return slurm_status.describe_job(app_id)
 
         scheduler.describe = describe_without_accounting

@@ -18,6 +18,7 @@ import importlib_metadata
 KEY_PACKAGES = (
     "torch",
     "torchx",
+    "torchx-nightly",
     "torchx-lineage",
     "numpy",
     "fsspec",

@@ -472,7 +472,7 @@ def test_wait_returns_when_the_job_has_ended_without_sacct(
     assert job.extra["sacct"].returncode != 0  # no accounting storage on this cluster
     assert job.extra["squeue"].stdout.strip() == ""  # it had left the queue
     assert "JobState=COMPLETED" in job.extra["scontrol"].stdout
-    assert "Job finished: SUCCEEDED" in job.done.stderr
+    assert "job finished: succeeded" in job.done.stderr.lower()  # nightly logs "job finished"
 
     status = job.status()
     assert status.returncode == 0, describe(status)
@@ -484,7 +484,7 @@ def test_wait_exits_1_when_the_job_fails_and_status_says_failed(
 ) -> None:
     job: Job = scenarios["wait-fails"].result()
     assert job.done.returncode == 1, describe(job.done)
-    assert "Job finished: FAILED" in job.done.stderr
+    assert "job finished: failed" in job.done.stderr.lower()
     assert "ExitCode=3:0" in job.extra["scontrol"].stdout
     assert job.extra["squeue"].stdout.strip() == ""
 

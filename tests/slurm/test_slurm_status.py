@@ -9,6 +9,7 @@ cancelled one. ``squeue`` ran as ``describe_job`` runs it (``--Format=SQUEUE_FOR
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -273,10 +274,19 @@ def test_missing_slurm_commands_raise_a_runtime_error(monkeypatch: pytest.Monkey
 
 
 # --------------------------------------------------------------------------- the scheduler hook
+#: What Debian 12's Slurm (22.05) answers to ``squeue --json``, which torchx-nightly's describe
+#: asks first: JSON without the ``job_resources`` key that TorchX reads (a KeyError in TorchX).
+SQUEUE_JSON_2205 = json.dumps({"jobs": [{"job_id": 16, "name": "python-0"}]})
+
+
 def sacct_fails(cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    """TorchX's describe runs ``sacct`` with ``check=True``; without accounting it exits 1."""
+    """TorchX's describe runs ``sacct`` with ``check=True``; without accounting it exits 1.
+
+    (torchx-nightly asks ``squeue --json`` first; this Slurm's answer makes TorchX raise.)"""
     if cmd[0] == "sacct":
         raise subprocess.CalledProcessError(1, list(cmd))
+    if list(cmd[:2]) == ["squeue", "--json"]:
+        return subprocess.CompletedProcess(list(cmd), 0, stdout=SQUEUE_JSON_2205.encode())
     raise AssertionError(f"unexpected command {cmd}")
 
 
@@ -304,8 +314,11 @@ def test_slurm_describe_uses_sacct_when_accounting_works(monkeypatch: pytest.Mon
     sacct = "JobID|JobName|State\n16|python-0|COMPLETED\n"
 
     def run(cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        if list(cmd[:2]) == ["squeue", "--json"]:  # torchx-nightly asks first: job gone
+            return subprocess.CompletedProcess(list(cmd), 0, stdout=b'{"jobs": []}')
         assert cmd[0] == "sacct"
-        return subprocess.CompletedProcess(list(cmd), 0, stdout=sacct.encode())
+        text = kwargs.get("encoding") or kwargs.get("text")  # nightly reads sacct as text
+        return subprocess.CompletedProcess(list(cmd), 0, stdout=sacct if text else sacct.encode())
 
     monkeypatch.setattr("torchx.schedulers.slurm_scheduler.subprocess.run", run)
     monkeypatch.setattr(slurm_status, "_run", FakeSlurm())  # would say: unknown job

@@ -13,6 +13,7 @@ import trackers
 from trackers import AppRun, RunSettings, TrackerConfigError
 from trackers.backends.fsspec import FsspecTracker, create_tracker
 from trackers.metric_queue import DROPPED_METRIC, MetricQueue
+from trackers.torchx_compat import torchx_distribution
 from trackers.types import MetricPoint
 
 RUN = "local_cwd://torchx/train-1"
@@ -215,7 +216,7 @@ def test_run_from_env_records_running_and_a_snapshot(env_run: FsspecTracker) -> 
     assert env_run.status(RUN) == "RUNNING"
     md = env_run.metadata(RUN)
     assert md["env.python"].count(".") == 2  # type: ignore[union-attr]
-    assert "torchx" in md["env.packages"]  # type: ignore[operator]
+    assert torchx_distribution() in md["env.packages"]  # type: ignore[operator]
 
 
 def test_module_level_log_goes_to_the_current_run(env_run: FsspecTracker) -> None:
