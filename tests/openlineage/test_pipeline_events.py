@@ -126,7 +126,7 @@ def test_launch_record_and_environment_facets(pipeline: Pipeline) -> None:
         for e in mine
         if "torchx_environment" in e["run"]["facets"]
     ]
-    assert len(environment) == 1 and "torchx" in environment[0]["packages"]
+    assert len(environment) == 1 and "torchx-lineage" in environment[0]["packages"]
     outputs = [d for e in mine for d in e["outputs"]]
     assert [(d["namespace"], d["name"]) for d in outputs] == [(train, "model")]
     path = outputs[0]["facets"]["torchx_artifact"]["path"]

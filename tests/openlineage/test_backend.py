@@ -1,0 +1,185 @@
+"""The openlineage tracker without jobs: config forms, identities, error classes for the spool,
+credentials kept out of text, reads refused, and AppRun falling over to a store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.openlineage.conftest import free_port
+from trackers import AppRun
+from trackers.app_run import RunSettings
+from trackers.backends.openlineage import (
+    OpenLineageConfig,
+    Write,
+    create_tracker,
+    event_time,
+    job_of,
+    run_uuid,
+)
+from trackers.errors import (
+    BackendUnavailable,
+    TrackerConfigError,
+    TrackerError,
+    UnsupportedOperation,
+    is_transient,
+)
+from trackers.registry import create_tracker as create_named
+
+START = Write("set_status", {"status": "RUNNING"}, "01764868279123456789-" + "a" * 32)
+
+
+@pytest.mark.parametrize(
+    ("config", "kind", "target"),
+    [
+        ("http://127.0.0.1:5000", "http", "http://127.0.0.1:5000"),
+        ("https://lineage.example.com/", "http", "https://lineage.example.com"),
+        ("", "client", ""),
+        (None, "client", ""),
+    ],
+)
+def test_config_forms(config: str | None, kind: str, target: str) -> None:
+    parsed = OpenLineageConfig.parse(config)
+    assert (parsed.kind, parsed.target) == (kind, target)
+
+
+def test_file_config_is_made_absolute_for_the_job(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    tracker = create_named("openlineage", "file://ol/events.jsonl", origin="--tracker")
+    assert tracker.job_config() == f"file://{tmp_path}/ol/events.jsonl"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "http://user:hunter2@127.0.0.1:5000",
+        "http://127.0.0.1:5000/api/v1/lineage",
+        "http://127.0.0.1:5000/?api_key=hunter2",
+        "http://127.0.0.1:notaport",
+        "kafka://broker:9092",
+        "file://",
+    ],
+)
+def test_malformed_configs_are_refused_without_echoing_secrets(config: str) -> None:
+    with pytest.raises(TrackerConfigError) as raised:
+        create_named("openlineage", config, origin="--tracker openlineage")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_run_uuid_is_uuid5_of_the_run_id_and_stable() -> None:
+    run = "local_cwd://torchx/train-bx7k2c9dq1zz"
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "torchx-lineage:run")
+    assert run_uuid(run) == str(uuid.uuid5(namespace, run))
+    assert run_uuid(run) != run_uuid(run + "x")
+    odd = "local_cwd://torchx/\udcff-bytes"  # an id holding a byte that is not UTF-8
+    assert uuid.UUID(run_uuid(odd)).version == 5
+
+
+@pytest.mark.parametrize(
+    ("run", "namespace", "name"),
+    [
+        ("local_cwd://torchx/train-bx7k2c9dq1zz", "local_cwd://torchx", "train"),
+        ("local_cwd://torchx/my-application", "local_cwd://torchx", "my-application"),
+        ("kubernetes://s/default:train-bx7k2c9dq1zz", "kubernetes://s", "default:train"),
+        ("slurm://torchx/1234", "slurm://torchx", "1234"),
+        ("not a run id", "torchx", "not a run id"),
+    ],
+)
+def test_job_of(run: str, namespace: str, name: str) -> None:
+    assert (job_of(run).namespace, job_of(run).name) == (namespace, name)
+
+
+def test_event_time_is_the_operation_time() -> None:
+    assert event_time("1764868279123456789-ab") == "2025-12-04T17:11:19.123456+00:00"
+
+
+def test_unreachable_endpoint_is_backend_unavailable_fast() -> None:
+    tracker = create_tracker(f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as raised:
+        tracker.emit("local_cwd://torchx/a-bcdfghjklm", START)
+    assert is_transient(raised.value)
+    assert time.monotonic() - started < 5
+
+
+class _Answer(BaseHTTPRequestHandler):
+    code = 201
+    seen: list[dict[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append(dict(self.headers))
+        self.send_response(type(self).code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def answering() -> Iterator[tuple[str, type[_Answer]]]:
+    handler = type("Answer", (_Answer,), {"seen": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "transient"),
+    [(503, BackendUnavailable, True), (401, TrackerConfigError, True), (400, TrackerError, False)],
+)
+def test_http_answers_sort_into_retry_or_skip(
+    answering: tuple[str, type[_Answer]], code: int, error: type[Exception], transient: bool
+) -> None:
+    url, handler = answering
+    handler.code = code
+    with pytest.raises(error) as raised:
+        create_tracker(url).emit("local_cwd://torchx/a-bcdfghjklm", START)
+    assert is_transient(raised.value) is transient
+
+
+def test_api_key_is_sent_but_never_shown(
+    answering: tuple[str, type[_Answer]], monkeypatch: Any
+) -> None:
+    url, handler = answering
+    monkeypatch.setenv("OPENLINEAGE_API_KEY", "hunter2-secret")
+    tracker = create_tracker(url)
+    assert tracker.emit("local_cwd://torchx/a-bcdfghjklm", START)
+    assert handler.seen[-1]["Authorization"] == "Bearer hunter2-secret"
+    assert "hunter2" not in repr(tracker)
+    handler.code = 401
+    with pytest.raises(TrackerConfigError) as raised:
+        tracker.emit("local_cwd://torchx/a-bcdfghjklm", START)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_reads_raise_unsupported_and_apprun_falls_over(tmp_path: Path) -> None:
+    ol = create_tracker(f"file://{tmp_path / 'events.jsonl'}")
+    for read in (ol.metadata, ol.artifacts, ol.status, ol.sources, ol.has_run):
+        with pytest.raises(UnsupportedOperation, match="write-only"):
+            read("local_cwd://torchx/a-bcdfghjklm")
+    store = create_named("lineage_fsspec", str(tmp_path / "store"), origin="test")
+    run = AppRun(
+        "local_cwd://torchx/a-bcdfghjklm",
+        [ol, store],
+        settings=RunSettings(spool_dir=tmp_path / "spool"),
+    )
+    run.add_artifact("model", "/data/model.pt")
+    assert run.flush(30)
+    assert set(run.artifacts()) == {"model"}  # from the store, after the OpenLineage refusal
+    run.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["eventType"] for e in events] == ["RUNNING", "COMPLETE"]
+    assert events[0]["outputs"][0]["name"] == "model"
