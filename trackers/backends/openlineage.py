@@ -365,7 +365,11 @@ def event_of(run_id: str, write: Write) -> RunEvent | None:
                 environment=environment, producer=made_by
             )
             packages = environment.get("packages")
-            torchx_version = packages.get("torchx") if isinstance(packages, dict) else None
+            torchx_version = (
+                packages.get("torchx") or packages.get("torchx-nightly")
+                if isinstance(packages, dict)
+                else None
+            )
             if isinstance(packages, dict) and torchx_version:
                 run_facets["processing_engine"] = processing_engine_run.ProcessingEngineRunFacet(
                     version=str(torchx_version),
