@@ -14,10 +14,10 @@ itself imports ``launcher_plugin`` first. Each scheduler instance gets:
 * in ``schedule``: creates the store root before submitting (TorchX's ``FsspecTracker`` refuses a
   missing root) and, once the app handle is known, writes the launch record.
 
-Slurm also gets a ``describe`` that works without accounting storage: TorchX's own first
-(``sacct`` on 0.7.0; ``squeue --json`` then ``sacct`` on nightly), then ``squeue``/``scontrol``
-(:mod:`launcher_plugin.slurm_status`) when it fails or finds nothing, so ``torchx run --wait``
-and ``torchx status`` work on clusters with ``accounting_storage/none``.
+Slurm also gets a ``describe`` that works without accounting storage: ``squeue``/``scontrol``
+(:mod:`launcher_plugin.slurm_status`) first, then TorchX's own for jobs the controller forgot, so
+``torchx run --wait`` and ``torchx status`` work on clusters with ``accounting_storage/none`` and
+on Slurm releases whose ``squeue --json`` torchx-nightly cannot parse.
 """
 
 from __future__ import annotations
@@ -87,31 +87,29 @@ def install_tracking_hooks(scheduler: Scheduler[Any], name: str) -> Scheduler[An
     scheduler.schedule = tracked_schedule
     if name == "slurm":
         describe = scheduler.describe
-        sacct_failed = False
 
         def describe_without_accounting(app_id: str) -> DescribeAppResponse | None:
-            # TorchX's describe runs sacct, which fails without accounting storage
-            # (accounting_storage/none); then squeue/scontrol answer. After one failure this
-            # scheduler stops asking sacct (which prints its error on every `--wait` poll).
-            nonlocal sacct_failed
-            # (nightly's describe tries `squeue --json` and sacct itself and returns None.)
-            if not sacct_failed:
-                try:
-                    response: DescribeAppResponse | None = describe(app_id)
-                    if response is not None:
-                        return response
-                    sacct_failed = True
-                    logger.debug("TorchX's describe found nothing: using squeue/scontrol")
-                except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as e:
-                    # KeyError/ValueError: nightly parses `squeue --json` in the layout of newer
-                    # Slurm releases; Debian 12's Slurm 22.05 lacks `job_resources`.
-                    sacct_failed = True
-                    logger.debug(
-                        "TorchX's describe failed (%s: %s): describing with squeue/scontrol",
-                        type(e).__name__,
-                        e,
-                    )
-            return slurm_status.describe_job(app_id)
+            # squeue/scontrol first: they describe every job the controller still holds, on
+            # any Slurm version, without accounting storage. TorchX's own describe answers for
+            # jobs the controller has forgotten: sacct on 0.7.0 (fails without accounting);
+            # nightly tries `squeue --json` first, whose parser expects a newer Slurm's layout
+            # (on Slurm 22.05 it raises KeyError or describes the wrong jobs).
+            unreachable: RuntimeError | None = None
+            try:
+                response = slurm_status.describe_job(app_id)
+            except RuntimeError as ours:
+                unreachable = ours
+            else:
+                if response is not None:
+                    return response
+            try:
+                theirs: DescribeAppResponse | None = describe(app_id)
+            except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as e:
+                logger.debug("TorchX's describe failed too (%s: %s)", type(e).__name__, e)
+                if unreachable is not None:
+                    raise unreachable from e
+                return None
+            return theirs
 
         scheduler.describe = describe_without_accounting
     return scheduler
