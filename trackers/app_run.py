@@ -13,6 +13,7 @@ import os
 import shlex
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from trackers.lineage import linked_children, walk_lineage
 from trackers.metric_queue import POLICIES, MetricQueue, Policy
 from trackers.operations import Operation, takes
 from trackers.origin import global_rank
+from trackers.redact import redact
 from trackers.registry import create_tracker
 from trackers.snapshot import environment_snapshot
 from trackers.spool import spool_root
@@ -162,6 +164,7 @@ class AppRun:
     _queue: MetricQueue | None = field(default=None, repr=False, compare=False)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _exit_status: RunStatus | None = field(default=None, repr=False, compare=False)
+    _exit_error: dict[str, str] | None = field(default=None, repr=False, compare=False)
     _closed: bool = field(default=False, repr=False, compare=False)
     _deliveries: dict[int, Delivery] = field(default_factory=dict, repr=False, compare=False)
     _deliveries_lock: threading.Lock = field(
@@ -272,10 +275,17 @@ class AppRun:
             flushed = delivery.flush(time_left(deadline)) and flushed
         return flushed
 
-    def mark_exit(self, status: RunStatus) -> None:
-        """Remember how the process is ending (used by the exit hooks; the first one wins)."""
+    def mark_exit(self, status: RunStatus, error: BaseException | str | None = None) -> None:
+        """Remember how the process is ending (used by the exit hooks; the first one wins).
+
+        ``error`` (the uncaught exception, or a reason) is recorded with the final status as
+        ``error.type``, ``error.message`` and ``error.stack_trace`` (credentials masked), the
+        keys MLflow-style tools and the OpenLineage error facet read.
+        """
         if self._exit_status is None:
             self._exit_status = status
+            if error is not None:
+                self._exit_error = error_record(error)
 
     def close(self, status: RunStatus | None = None, timeout: float | None = None) -> None:
         """Flush (within ``timeout``, default the shutdown timeout) and record the final status.
@@ -314,6 +324,8 @@ class AppRun:
         if self._worker:
             pass  # the process that started the run records its status
         elif self.backends and (self.rank in (None, 0) or final in ("FAILED", "KILLED")):
+            if self._exit_error is not None and final != "SUCCEEDED":
+                self.add_metadata(**self._exit_error)
             self._set_status(final, wait=False)  # bounded by the shutdown limit, even if strict
         if not self._worker:
             for delivery in list(self._deliveries.values()):
@@ -557,6 +569,7 @@ class AppRun:
         self._fork_lock = threading.Lock()
         self._reported = set()
         self._exit_status = None
+        self._exit_error = None
         self._closed = False
         self._close_done = threading.Event()
         self._worker = True
@@ -582,6 +595,22 @@ def tracker_ref(tracker: TrackerBase) -> TrackerRef:
     make_config = getattr(tracker, "job_config", None)
     config = make_config(False) if callable(make_config) else None
     return name, config if isinstance(config, str) else None
+
+
+#: Lines of a traceback kept in ``error.stack_trace`` (the innermost frames).
+STACK_TRACE_LINES = 50
+
+
+def error_record(error: BaseException | str) -> dict[str, str]:
+    """``error.type``/``error.message``/``error.stack_trace`` of how a process failed, masked."""
+    if isinstance(error, str):
+        return {"error.message": redact(error)}
+    lines = "".join(traceback.format_exception(error)).splitlines()[-STACK_TRACE_LINES:]
+    return {
+        "error.type": type(error).__name__,
+        "error.message": redact(str(error)),
+        "error.stack_trace": redact("\n".join(lines)),
+    }
 
 
 def current_run() -> AppRun:

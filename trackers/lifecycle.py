@@ -39,7 +39,7 @@ class ExitingRun(Protocol):
     @property
     def settings(self) -> _Limits: ...
 
-    def mark_exit(self, status: RunStatus) -> None: ...
+    def mark_exit(self, status: RunStatus, error: BaseException | str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -108,7 +108,8 @@ def install(run: ExitingRun) -> None:
         kind: type[BaseException], value: BaseException, tb: TracebackType | None
     ) -> None:
         if _installed_for is not None:
-            _installed_for.mark_exit("KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED")
+            killed = issubclass(kind, KeyboardInterrupt)
+            _installed_for.mark_exit("KILLED" if killed else "FAILED", value)
         previous_hook(kind, value, tb)
 
     sys.excepthook = excepthook
@@ -116,7 +117,7 @@ def install(run: ExitingRun) -> None:
 
     def exit_with_status(code: str | int | None = None) -> NoReturn:
         if code not in (None, 0) and _installed_for is not None:
-            _installed_for.mark_exit("FAILED")
+            _installed_for.mark_exit("FAILED", f"sys.exit({code!r})")
         previous_exit(code)
 
     sys.exit = exit_with_status
@@ -139,7 +140,7 @@ def install(run: ExitingRun) -> None:
                 return
             run = _installed_for
             if run is not None:
-                run.mark_exit("KILLED")
+                run.mark_exit("KILLED", "SIGTERM")
                 # Closed from another thread, waited for at most the shutdown timeout: this
                 # handler interrupts the training thread, which may hold a lock close() needs
                 # (an HTTP connection pool, say); then the wait ends and the exit goes on.

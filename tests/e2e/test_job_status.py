@@ -61,15 +61,29 @@ def run_job(tmp_path: Path, code: str) -> Job:
 
 
 def test_uncaught_exception_is_recorded_failed_by_the_job(tmp_path: Path) -> None:
-    job = run_job(tmp_path, "raise RuntimeError('boom')")
+    job = run_job(tmp_path, "raise RuntimeError('boom token=hunter2')")
     assert job.status() == "FAILED"
-    assert RECONCILED not in job.metadata()
+    metadata = job.metadata()
+    assert RECONCILED not in metadata
+    # what failed is recorded with the status, credentials masked
+    assert metadata["error.type"] == "RuntimeError"
+    assert metadata["error.message"] == "boom token=***"
+    trace = str(metadata["error.stack_trace"])
+    assert trace.startswith("Traceback") and trace.endswith("RuntimeError: boom token=***")
+    assert "hunter2" not in trace
+
+
+def test_sys_exit_with_a_code_is_recorded_failed_with_the_code(tmp_path: Path) -> None:
+    job = run_job(tmp_path, "import sys; sys.exit(3)")
+    assert job.status() == "FAILED"
+    assert job.metadata()["error.message"] == "sys.exit(3)"
 
 
 def test_sigterm_is_recorded_killed_and_not_overwritten_by_reconcile(tmp_path: Path) -> None:
     job = run_job(tmp_path, "os.kill(os.getpid(), signal.SIGTERM); time.sleep(60)")
     assert job.status() == "KILLED"  # the scheduler says FAILED; the job's own record stays
     assert RECONCILED not in job.metadata()
+    assert job.metadata()["error.message"] == "SIGTERM"
 
 
 def test_sigkill_is_reconciled_from_the_scheduler_by_torchx_run(tmp_path: Path) -> None:
