@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from torchx.tracker.api import AppRunTrackableSource, TrackerArtifact, TrackerBase
 
 from trackers import lifecycle
-from trackers.api import LineageTracker
+from trackers.api import LineageTracker, capabilities
 from trackers.capture import tensorboard
 from trackers.delivery import Delivery, time_left
 from trackers.env import (
@@ -467,7 +467,7 @@ class AppRun:
         for i, backend in enumerate(self.backends):
             if not takes(backend, kind):
                 continue
-            strict = self.strict or getattr(backend, "strict", False) is True
+            strict = self.strict or capabilities(backend).strict
             self._delivery(i).submit(op, wait=strict if wait is None else wait)
 
     def _delivery(self, index: int) -> Delivery:
@@ -591,10 +591,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def tracker_ref(tracker: TrackerBase) -> TrackerRef:
     """How to build ``tracker`` again: its registered name and ``job_config()`` if it has one."""
-    name = getattr(tracker, "registry_name", "") or type(tracker).__name__
-    make_config = getattr(tracker, "job_config", None)
-    config = make_config(False) if callable(make_config) else None
-    return name, config if isinstance(config, str) else None
+    able = capabilities(tracker)
+    return able.name, able.job_config(False)
 
 
 #: Lines of a traceback kept in ``error.stack_trace`` (the innermost frames).
