@@ -97,6 +97,7 @@ class Delivery:
         self._adopted: list[Segment] = []
         self._closed = False
         self._wake = threading.Event()
+        self._compactions: list[threading.Event] = []  # waiters of compact()
         self.delivered = 0
         self.dropped = 0
         self._down_since: float | None = None
@@ -183,7 +184,10 @@ class Delivery:
         the whole ``timeout`` (see the module docstring; :attr:`gave_up_down` says why).
         Returns how many operations are left undelivered.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._drain_for_close(timeout)
+        if not self._entries and self.gave_up_down is None:
+            self.compact(time_left(deadline))
         with self._cond:
             self._closed = True
             left = len(self._entries)
@@ -196,6 +200,33 @@ class Delivery:
         if left == 0:
             self._thread.join(1.0)
         return left
+
+    def compact(self, timeout: float | None = None) -> bool:
+        """Have the delivery thread write the run's snapshots once what came before is delivered.
+
+        Only for backends that have ``compact(run_id)`` (the record stores). ``False`` if it did
+        not finish within ``timeout``; a failure is logged and only makes later reads slower.
+        """
+        if not callable(getattr(self.tracker, "compact", None)):
+            return True
+        done = threading.Event()
+        with self._cond:
+            if self._closed:
+                return False
+            self._compactions.append(done)
+            self._cond.notify_all()
+        return done.wait(timeout)
+
+    def _compact(self, waiters: list[threading.Event]) -> None:
+        try:
+            getattr(self.tracker, "compact")(self.run_id)  # noqa: B009 - checked in compact()
+        except Exception as e:  # reads stay correct without a snapshot, only slower
+            logger.info(
+                "tracking: could not compact run %s in %r: %s", self.run_id, self.tracker, e
+            )
+        finally:
+            for done in waiters:
+                done.set()
 
     def _drain_for_close(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -230,10 +261,18 @@ class Delivery:
         backoff = RETRY_FIRST_S
         while True:
             with self._cond:
-                while not self._entries and not self._closed:
+                while not self._entries and not self._closed and not self._compactions:
                     self._cond.wait(0.5)  # also sees an entry queued without the lock
                 if self._closed:
                     return
+                if not self._entries:
+                    waiters, self._compactions = self._compactions, []
+                    self._cond.release()
+                    try:
+                        self._compact(waiters)
+                    finally:
+                        self._cond.acquire()
+                    continue
                 entry = self._entries[0]
             op = entry.op
             try:

@@ -341,8 +341,8 @@ def test_read_cache_turns_many_gets_into_one(tracker: S3Tracker, store: Store) -
     write_records(tracker, n)
     requests = Requests(tracker)
     assert len(tracker.metadata(RUN)) == n
-    assert requests.count("GetObject") == n + 1  # the absent cache, then each record
-    assert f"{b32(RUN)}/.cache/metadata" in store.keys()
+    assert requests.count("GetObject") == n + 1  # the absent snapshot, then each record
+    assert f"{b32(RUN)}/.snapshot/metadata" in store.keys()
     requests.clear()
     assert len(tracker.metadata(RUN)) == n
     assert requests.ops == ["ListObjectsV2", "GetObject"]
@@ -350,45 +350,46 @@ def test_read_cache_turns_many_gets_into_one(tracker: S3Tracker, store: Store) -
     requests.clear()
     md = tracker.metadata(RUN)
     assert (md["k0"], md["extra"], len(md)) == ("new", 1, n + 1)
-    assert requests.count("GetObject") == 2  # the cache and the one new record
+    assert requests.count("GetObject") == 2  # the snapshot and the one new record
 
 
 def test_read_cache_only_serves_listed_records(tracker: S3Tracker, store: Store) -> None:
     n = CACHE_MIN_RECORDS + 2
     write_records(tracker, n)
-    cache_key = f"{store.prefix}/{b32(RUN)}/.cache/metadata"
-    fake = {"99999999999999999999-" + "f" * 32: '{"metadata": {"ghost": 1}}'}
+    cache_key = f"{store.prefix}/{b32(RUN)}/.snapshot/metadata"
+    fake = {"99999999999999999999-" + "f" * 32: {"metadata": {"ghost": 1}}}
     store.admin.put_object(
         Bucket=store.bucket, Key=cache_key, Body=json.dumps({"version": 1, "records": fake})
     )
     assert "ghost" not in tracker.metadata(RUN)  # not a listed record: ignored
     store.admin.put_object(Bucket=store.bucket, Key=cache_key, Body=b"{not json")
     assert len(tracker.metadata(RUN)) == n  # unreadable cache: ignored and rewritten
-    assert json.loads(store.read(f"{b32(RUN)}/.cache/metadata"))["version"] == 1
+    assert json.loads(store.read(f"{b32(RUN)}/.snapshot/metadata"))["version"] == 1
 
 
 def test_read_cache_can_be_turned_off(make_s3_tracker: Callable[..., Any], store: Store) -> None:
     t = make_s3_tracker(cache=False)
     write_records(t, CACHE_MIN_RECORDS + 1)
     assert len(t.metadata(RUN)) == CACHE_MIN_RECORDS + 1
-    assert not [k for k in store.keys() if ".cache" in k]
+    assert not [k for k in store.keys() if ".cache" in k or ".snapshot" in k]
 
 
-def test_read_cache_that_cannot_be_written_is_not_an_error(
+def test_snapshot_that_cannot_be_written_is_not_an_error(
     tracker: S3Tracker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="trackers.backends.record_store")
     write_records(tracker, CACHE_MIN_RECORDS)
-    original = tracker._put_object
+    original = tracker._put_if
 
-    def read_only(key: str, data: bytes, **conditions: str) -> None:
-        if "/.cache/" in key:
+    def read_only(run_id: str, key: str, data: bytes, version: str | None, **kw: Any) -> bool:
+        if "/.snapshot/" in key:
             raise TrackerError(f"PutObject s3://bucket/{key}: access denied (AccessDenied)")
-        original(key, data, **conditions)
+        return original(run_id, key, data, version, **kw)
 
-    monkeypatch.setattr(tracker, "_put_object", read_only)
+    monkeypatch.setattr(tracker, "_put_if", read_only)
     assert len(tracker.metadata(RUN)) == CACHE_MIN_RECORDS
     assert len(tracker.metadata(RUN)) == CACHE_MIN_RECORDS
-    assert caplog.text.count("could not write the read cache") == 1
+    assert "could not write the snapshot" in caplog.text
 
 
 # --- TorchX's sources/ file: conditional writes ---
@@ -475,7 +476,7 @@ def test_a_fresh_reader_gets_packed_records_in_few_requests(
     requests = Requests(reader)
     md = reader.metadata(RUN)
     assert md == {f"k{i}": i for i in range(n)}
-    # the absent read cache, three packs, and the five records not packed yet
+    # the absent snapshot, three packs, and the five records not packed yet
     assert requests.count("GetObject") == 1 + 3 + 5
 
 

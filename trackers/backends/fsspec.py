@@ -297,6 +297,31 @@ class FsspecTracker(RecordStoreTracker):
             return []
         return [posixpath.basename(str(e).rstrip("/")) for e in entries]
 
+    def _list_versions(self, prefix: str) -> dict[str, str | None]:
+        if not self._local:
+            return super()._list_versions(prefix)
+        # inode, mtime and size: our rewrites are renames (a new inode), TorchX's change the size
+        # or the mtime.
+        found: dict[str, str | None] = {}
+        try:
+            with os.scandir(prefix) as entries:
+                for e in entries:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        found[e.name] = None
+                        continue
+                    regular = stat.S_ISREG(st.st_mode)
+                    found[e.name] = (
+                        f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}" if regular else None
+                    )
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as e:
+            self._skip(prefix, f"cannot be listed ({e.strerror or e})")
+            return {}
+        return found
+
     def _list_dirs(self, prefix: str) -> list[str]:
         if self._local:
             # The directory entry's own type: no stat() per run, unlike fs.ls(detail=True).

@@ -57,6 +57,12 @@ from torchx.tracker.api import TrackerArtifact
 
 from trackers import jsonsafe
 from trackers.api import LineageTracker
+from trackers.backends.snapshots import (
+    SNAPSHOT_DIR,
+    SNAPSHOT_MIN_NEW,
+    Snapshot,
+    parse_snapshot,
+)
 from trackers.errors import TrackerError
 from trackers.ids import (
     MAX_PATH_ID_BYTES,
@@ -85,6 +91,9 @@ STATUS = "status"
 #: ``<run>/.run_id``: the whole id of a run kept under a shortened name.
 RUN_ID_FILE = ".run_id"
 
+#: The categories a run's snapshots hold (metrics stay out: they are read by name and grow).
+SNAPSHOT_CATEGORIES = frozenset({METADATA, ARTIFACTS, LINKS, SUMMARY, STATUS})
+
 #: How many times a conditional write of a shared object is retried before giving up.
 CONDITIONAL_WRITE_ROUNDS = 25
 
@@ -106,6 +115,14 @@ class RecordStoreTracker(LineageTracker):
     @abstractmethod
     def _list_names(self, prefix: str) -> list[str]:
         """Names (last key segment) of the objects directly under ``prefix``; [] if none."""
+
+    def _list_versions(self, prefix: str) -> dict[str, str | None]:
+        """Names under ``prefix`` with a token that changes when the object is rewritten.
+
+        ``None`` where the store cannot tell (such objects are always fetched again). Only
+        TorchX's link files are ever rewritten; records never are.
+        """
+        return dict.fromkeys(self._list_names(prefix))
 
     @abstractmethod
     def _list_dirs(self, prefix: str) -> list[str]:
@@ -155,26 +172,136 @@ class RecordStoreTracker(LineageTracker):
         self._put(run_id, key, json.dumps({"run_id": run_id}).encode("ascii"))
         written.add(run_id)
 
-    def _read_records(self, run_id: str, category: str) -> list[dict[str, Any]]:
+    def _read_records(
+        self, run_id: str, category: str, *, compact: bool = False
+    ) -> list[dict[str, Any]]:
+        return self._read_group(run_id, category, (), compact=compact)[0]
+
+    def _read_group(
+        self, run_id: str, category: str, torchx_dirs: Sequence[str], *, compact: bool = False
+    ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[str, list[str]]]]]:
+        """A category's records in write order, and the link files of ``torchx_dirs``.
+
+        Bodies come from the run's snapshot of the category where it has them (see
+        :mod:`trackers.backends.snapshots`); the listings decide what exists. A read that had to
+        fetch :data:`SNAPSHOT_MIN_NEW` or more (or ``compact``) writes a new snapshot.
+        """
         directory = posixpath.join(self._run_dir(run_id), category)
-        names = sorted(self._list_names(directory), key=record_sort_key)
-        keys = [posixpath.join(directory, n) for n in names if not n.startswith(".")]
+        names = sorted(
+            (n for n in self._list_names(directory) if not n.startswith(".")),
+            key=record_sort_key,
+        )
+        snapped = category in SNAPSHOT_CATEGORIES
+        snap = self._load_snapshot(run_id, category) if snapped else Snapshot()
+        missing = [n for n in names if n not in snap.records]
+        fetched = dict(
+            zip(
+                missing,
+                self._get_many([posixpath.join(directory, n) for n in missing]),
+                strict=True,
+            )
+        )
+        new_records = 0
         records = []
-        for key, data in zip(keys, self._get_many(keys), strict=True):
+        for name in names:
+            key = posixpath.join(directory, name)
+            record = snap.records.get(name)
+            if record is None:
+                record = self._parse_record(key, fetched.get(name))
+                if record is None:
+                    continue
+                new_records += 1
+                snap.records[name] = {k: v for k, v in record.items() if k != "origin"}
+            records.append({**record, "_key": key})
+        files: dict[str, list[tuple[str, list[str]]]] = {}
+        for torchx_dir in torchx_dirs:
+            files[torchx_dir], changed = self._read_link_files(run_id, torchx_dir, snap)
+            new_records += changed
+        if snapped and (compact or (new_records >= SNAPSHOT_MIN_NEW and self._reader_snapshots())):
+            listed = set(names)
+            snap.records = {n: r for n, r in snap.records.items() if n in listed}
+            self._write_snapshot(run_id, category, snap)
+        return records, files
+
+    def _parse_record(self, key: str, data: bytes | None) -> dict[str, Any] | None:
+        if data is None:
+            return None
+        try:
+            record = json.loads(data)
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            why = "empty" if not data else f"not JSON ({type(e).__name__}: {e})"
+            self._skip(key, why)
+            return None
+        if not isinstance(record, dict):
+            self._skip(key, f"a JSON {type(record).__name__}, not a record (an object)")
+            return None
+        return record
+
+    # --- snapshots ---
+    def _reader_snapshots(self) -> bool:
+        """Whether a read that fetched many records stores a snapshot (``compact`` always does)."""
+        return True
+
+    def _snapshot_key(self, run_id: str, category: str) -> str:
+        return posixpath.join(self._run_dir(run_id), SNAPSHOT_DIR, category)
+
+    def _load_snapshot(self, run_id: str, category: str) -> Snapshot:
+        key = self._snapshot_key(run_id, category)
+        data, version = self._read_versioned(key)
+        snap = parse_snapshot(data, version, key)
+        snap.exists = data is not None
+        return snap
+
+    def _write_snapshot(self, run_id: str, category: str, snap: Snapshot) -> bool:
+        """Store ``snap`` if the snapshot object is still the one it was built on.
+
+        On S3 a conditional PUT (``If-Match``/``If-None-Match``), elsewhere one atomic
+        write (a rename on local disk). Losing the race to another compactor loses nothing:
+        snapshots only hold copies of records that stay where they are.
+        """
+        data = snap.encode()
+        if data is None:
+            return False
+        key = self._snapshot_key(run_id, category)
+        try:
+            return self._put_if(run_id, key, data, snap.version, exists=snap.exists)
+        except (TrackerError, OSError) as e:  # e.g. read-only credentials: reads still work
+            logger.info("could not write the snapshot %s (reads still work): %s", key, e)
+            return False
+
+    def _read_link_files(
+        self, run_id: str, torchx_dir: str, snap: Snapshot
+    ) -> tuple[list[tuple[str, list[str]]], int]:
+        """TorchX's link files of a run (name, artifact-name lines), and how many were fetched."""
+        directory = posixpath.join(self._run_dir(run_id), torchx_dir)
+        listed = {n: v for n, v in self._list_versions(directory).items() if _torchx_link_name(n)}
+        known = snap.files.get(torchx_dir, {})
+        stale = [n for n, v in listed.items() if v is None or known.get(n, ("",))[0] != v]
+        fetched = self._get_many([posixpath.join(directory, n) for n in stale])
+        kept = {n: known[n] for n in listed if n not in stale}
+        for name, data in zip(stale, fetched, strict=True):
             if data is None:
                 continue
             try:
-                record = json.loads(data)
-            except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-                why = "empty" if not data else f"not JSON ({type(e).__name__}: {e})"
-                self._skip(key, why)
+                lines = _lines(data)
+            except UnicodeDecodeError as e:
+                self._skip(
+                    posixpath.join(directory, name), f"artifact names that are not UTF-8 ({e})"
+                )
                 continue
-            if isinstance(record, dict):
-                record["_key"] = key
-                records.append(record)
+            version = listed[name]
+            if version is not None:
+                kept[name] = (version, lines)
             else:
-                self._skip(key, f"a JSON {type(record).__name__}, not a record (an object)")
-        return records
+                kept.setdefault(name, ("", lines))
+        snap.files[torchx_dir] = {n: e for n, e in kept.items() if e[0]}
+        return [(n, kept[n][1]) for n in listed if n in kept], len(stale)
+
+    def compact(self, run_id: str) -> None:
+        """Write the run's snapshots (every category readers merge) from what is stored now."""
+        for category in (METADATA, ARTIFACTS, SUMMARY, STATUS):
+            self._read_records(run_id, category, compact=True)
+        self._read_group(run_id, LINKS, (SOURCES, DESCENDANTS), compact=True)
 
     # --- metadata and artifacts ---
     def add_metadata(self, run_id: str, **kwargs: object) -> None:
@@ -269,41 +396,30 @@ class RecordStoreTracker(LineageTracker):
             f"the artifact name {artifact_name!r}"
         )
 
-    def _links(self, run_id: str, kind: str) -> list[LinkedRun]:
+    def _link_view(self, run_id: str, kind: str, torchx_dir: str) -> list[LinkedRun]:
+        """Our ``links/`` records of ``kind``, then TorchX's link files in ``torchx_dir``."""
+        records, files = self._read_group(run_id, LINKS, (torchx_dir,))
         links = []
-        for record in self._read_records(run_id, LINKS):
+        for record in records:
             other = record.get("run_id")
             if record.get("kind") == kind and isinstance(other, str):
                 name = record.get("artifact_name")
                 links.append(LinkedRun(other, name if isinstance(name, str) else None))
-        return links
-
-    def _torchx_links(self, run_id: str, category: str) -> list[LinkedRun]:
-        """Links in TorchX's own format: one file per linked run, artifact names as lines."""
-        directory = posixpath.join(self._run_dir(run_id), category)
-        names = [n for n in self._list_names(directory) if _torchx_link_name(n)]
-        keys = [posixpath.join(directory, n) for n in names]
-        found: list[LinkedRun] = []
-        for key, name, data in zip(keys, names, self._get_many(keys), strict=True):
-            other = decode_run_id(name)
-            if other is None or data is None:
-                continue
-            try:
-                lines = _lines(data)
-            except UnicodeDecodeError as e:
-                self._skip(key, f"artifact names that are not UTF-8 ({e})")
+        for file_name, lines in files[torchx_dir]:
+            other = decode_run_id(file_name)
+            if other is None:
                 continue
             if lines:
-                found.extend(LinkedRun(other, n) for n in lines)
+                links.extend(LinkedRun(other, n) for n in lines)
             else:
-                found.append(LinkedRun(other, None))
-        return found
+                links.append(LinkedRun(other, None))
+        return links
 
     def _source_links(self, run_id: str) -> list[LinkedRun]:
-        return self._links(run_id, "source") + self._torchx_links(run_id, SOURCES)
+        return self._link_view(run_id, "source", SOURCES)
 
     def _descendant_links(self, run_id: str) -> list[LinkedRun]:
-        return self._links(run_id, "descendant") + self._torchx_links(run_id, DESCENDANTS)
+        return self._link_view(run_id, "descendant", DESCENDANTS)
 
     # --- runs ---
     def has_run(self, run_id: str) -> bool:
@@ -410,4 +526,3 @@ def _whole_id(shortened: str, data: bytes | None) -> str:
 def _lines(data: bytes) -> list[str]:
     """The non-empty lines of a TorchX link file."""
     return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
-

@@ -78,6 +78,7 @@ from trackers.backends.record_store import (
     LINKS,
     METADATA,
     METRICS,
+    SNAPSHOT_CATEGORIES,
     STATUS,
     SUMMARY,
     RecordStoreTracker,
@@ -552,7 +553,8 @@ class S3Tracker(RecordStoreTracker):
                 if len(members) >= CACHE_MIN_RECORDS and self._cache_key(d) is not None
             }
             for directory, members in groups.items():
-                found.update(self._read_cache(directory, members))
+                if posixpath.basename(directory) not in SNAPSHOT_CATEGORIES:
+                    found.update(self._read_cache(directory, members))
                 rest = [m for m in members if m not in found]
                 if len(rest) >= CACHE_MIN_RECORDS:
                     found.update(self._read_packs(directory, rest))
@@ -560,6 +562,8 @@ class S3Tracker(RecordStoreTracker):
         found.update(self._fetch(missing))
         fetched = set(missing)
         for directory, members in groups.items():
+            if posixpath.basename(directory) in SNAPSHOT_CATEGORIES:
+                continue  # the run's snapshot holds these (record_store)
             if sum(1 for k in members if k in fetched) >= CACHE_MIN_RECORDS:
                 self._write_cache(directory, {k: found[k] for k in members})
         return [found[k] for k in keys]
@@ -573,6 +577,19 @@ class S3Tracker(RecordStoreTracker):
                 if name:  # not the directory marker itself
                     names.append(name)
         return names
+
+    def _reader_snapshots(self) -> bool:
+        return self.config.cache
+
+    def _list_versions(self, prefix: str) -> dict[str, str | None]:
+        start = len(self._dir_prefix(prefix))
+        found: dict[str, str | None] = {}
+        for page in self._pages(prefix):
+            for obj in page.get("Contents", ()):
+                name = str(obj["Key"])[start:]
+                if name:
+                    found[name] = str(obj.get("ETag") or "") or None
+        return found
 
     def _list_dirs(self, prefix: str) -> list[str]:
         start = len(self._dir_prefix(prefix))
