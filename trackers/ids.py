@@ -34,6 +34,7 @@ import uuid
 from base64 import b32decode, b32encode
 from collections.abc import Iterator
 from contextvars import ContextVar
+from functools import cache
 
 #: The operation being delivered, and how many record names it has taken so far.
 _operation: ContextVar[tuple[str, list[int]] | None] = ContextVar("_operation", default=None)
@@ -171,3 +172,41 @@ def record_sort_key(name: str) -> tuple[int, str]:
     """Order records by their time prefix (ours are zero-padded, TorchX's are not)."""
     head = name.split("-", 1)[0]
     return (int(head) if head.isdigit() else 0, name)
+
+
+#: Schedulers TorchX ships (``SCHEME`` of ``SCHEME://SESSION/APP_ID``), besides the registered.
+BUILTIN_SCHEDULERS = frozenset(
+    {
+        "local_cwd",
+        "local_docker",
+        "slurm",
+        "kubernetes",
+        "kubernetes_mpi",
+        "aws_batch",
+        "aws_sagemaker",
+        "gcp_batch",
+        "lsf",
+        "ray",
+    }
+)
+#: A TorchX run id (app handle): ``SCHEDULER://SESSION/APP_ID``.
+RUN_ID_PATTERN = re.compile(
+    r"^(?P<scheduler>[A-Za-z_][A-Za-z0-9_]*)://(?P<session>[^/]*)/(?P<app>.+)$", re.DOTALL
+)
+
+
+@cache
+def _scheduler_names() -> frozenset[str]:
+    try:
+        from torchx.schedulers import get_scheduler_factories
+
+        return BUILTIN_SCHEDULERS | frozenset(get_scheduler_factories())
+    except Exception:  # a broken scheduler plugin must not stop a write
+        return BUILTIN_SCHEDULERS
+
+
+def is_torchx_run_id(value: str) -> bool:
+    """Whether ``value`` reads as a TorchX run id: ``SCHEDULER://SESSION/APP_ID`` with a scheduler
+    TorchX knows (``s3://bucket/key`` is a dataset URL, not a run)."""
+    found = RUN_ID_PATTERN.match(value)
+    return found is not None and found["scheduler"] in _scheduler_names()

@@ -13,8 +13,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.mlflow.server import MLFLOW_ENV_TO_DROP, MlflowServer, running_mlflow_server
+from trackers.backends.mlflow import MLflowTracker, create_tracker
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +43,15 @@ def experiment() -> str:
 def config(mlflow_server: MlflowServer, experiment: str) -> str:
     """A mapping config for the test's own experiment on the session's server."""
     return json.dumps({"uri": mlflow_server.uri, "experiment": experiment})
+
+
+@pytest.fixture
+def client(mlflow_server: MlflowServer) -> MlflowClient:
+    """An ``MlflowClient`` of the session's server (how an MLflow user reads it back)."""
+    return MlflowClient(tracking_uri=mlflow_server.uri)
+
+
+@pytest.fixture
+def tracker(config: str) -> MLflowTracker:
+    """The backend on the test's own experiment."""
+    return create_tracker(config)

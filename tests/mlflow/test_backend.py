@@ -45,16 +45,6 @@ PARENT = "local_cwd://torchx/prepare-7"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def client(mlflow_server: MlflowServer) -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow_server.uri)
-
-
-@pytest.fixture
-def tracker(config: str) -> MLflowTracker:
-    return create_tracker(config)
-
-
 def mlflow_runs(client: MlflowClient, experiment: str, deleted_too: bool = False) -> list[Run]:
     """Every run of ``experiment`` as MLflow lists it."""
     exp = client.get_experiment_by_name(experiment)

@@ -104,11 +104,6 @@ def pipeline(
     return Pipeline(cwd, mlflow_server.uri, experiment, request.param, done.stdout, handles)
 
 
-@pytest.fixture
-def client(mlflow_server: MlflowServer) -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow_server.uri)
-
-
 # --- through our CLI ---
 
 
@@ -181,6 +176,18 @@ def test_mlflow_links_found_with_search_runs(pipeline: Pipeline, client: MlflowC
         ]
         found = client.search_runs([runs[h[child]].info.experiment_id], f"tags.`{marker}` LIKE '%'")
         assert [r.data.tags["torchx.run_id"] for r in found] == [h[child]]
+
+
+def test_mlflow_nests_each_step_under_its_launcher_parent(
+    pipeline: Pipeline, client: MlflowClient
+) -> None:
+    """``--parent-run-id`` becomes MLflow's own nesting tag, read back from the server."""
+    h = pipeline.handles
+    runs = pipeline.runs(client)
+    assert "mlflow.parentRunId" not in runs[h["prepare"]].data.tags
+    for parent, child in (("prepare", "train"), ("train", "evaluate")):
+        nested = runs[h[child]].data.tags.get("mlflow.parentRunId")
+        assert nested == runs[h[parent]].info.run_id, (child, nested)
 
 
 def test_mlflow_status_of_the_steps(pipeline: Pipeline, client: MlflowClient) -> None:

@@ -30,11 +30,6 @@ RUN = "slurm://torchx/4242"
 
 
 @pytest.fixture
-def client(mlflow_server: MlflowServer) -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow_server.uri)
-
-
-@pytest.fixture
 def experiment_id(client: MlflowClient, experiment: str) -> str:
     return client.create_experiment(experiment)
 

@@ -67,7 +67,7 @@ from trackers.errors import (
     TrackerError,
     UnsupportedOperation,
 )
-from trackers.ids import id_bytes, record_name
+from trackers.ids import RUN_ID_PATTERN, id_bytes, is_torchx_run_id, record_name
 from trackers.redact import redact
 from trackers.types import LinkedRun, MetricPoint, RunStatus
 
@@ -92,24 +92,6 @@ HTTP_RETRY: Mapping[str, Any] = {
     "allowed_methods": ["POST"],
 }
 HTTP_TIMEOUT = 10.0
-#: Schedulers TorchX ships (``SCHEME`` of ``SCHEME://SESSION/APP_ID``), besides the registered.
-_BUILTIN_SCHEDULERS = frozenset(
-    {
-        "local_cwd",
-        "local_docker",
-        "slurm",
-        "kubernetes",
-        "kubernetes_mpi",
-        "aws_batch",
-        "aws_sagemaker",
-        "gcp_batch",
-        "lsf",
-        "ray",
-    }
-)
-_RUN_ID = re.compile(
-    r"^(?P<scheduler>[A-Za-z_][A-Za-z0-9_]*)://(?P<session>[^/]*)/(?P<app>.+)$", re.DOTALL
-)
 #: TorchX's ``make_unique`` suffix: ``-`` and a 64-bit number in its alphabet (no vowels, no 8).
 _UNIQUE_SUFFIX = re.compile(r"-[bcdfghjklmnpqrstvwxz][bcdfghjklmnpqrstvwxz012345679]{7,15}$")
 
@@ -151,30 +133,13 @@ def job_of(run_id: str) -> JobName:
     app id without that suffix (a Slurm job id) is the name itself. Any other id: namespace
     ``torchx``, name the whole id.
     """
-    found = _RUN_ID.match(run_id)
+    found = RUN_ID_PATTERN.match(run_id)
     if found is None:
         return JobName("torchx", run_id)
     app = found["app"]
     head, colon, tail = app.rpartition(":")
     stripped = _UNIQUE_SUFFIX.sub("", tail) or tail
     return JobName(f"{found['scheduler']}://{found['session']}", f"{head}{colon}{stripped}")
-
-
-@cache
-def _scheduler_names() -> frozenset[str]:
-    try:
-        from torchx.schedulers import get_scheduler_factories
-
-        return _BUILTIN_SCHEDULERS | frozenset(get_scheduler_factories())
-    except Exception:  # a broken scheduler plugin must not stop an event
-        return _BUILTIN_SCHEDULERS
-
-
-def is_torchx_run_id(value: str) -> bool:
-    """Whether ``value`` reads as a TorchX run id: ``SCHEDULER://SESSION/APP_ID`` with a scheduler
-    TorchX knows (``s3://bucket/key`` is a dataset URL, not a run)."""
-    found = _RUN_ID.match(value)
-    return found is not None and found["scheduler"] in _scheduler_names()
 
 
 def event_time(op_id: str) -> str:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from trackers import jsonsafe
 from trackers.ids import id_bytes
@@ -27,6 +28,10 @@ TAG_RUN_ID = "torchx.run_id"
 TAG_RUN_KEY = "torchx.run_key"
 TAG_CANONICAL = "torchx.canonical"
 TAG_DUPLICATE_OF = "torchx.duplicate_of"
+#: MLflow's own nesting tag: the UI folds a run under the run it names.
+TAG_PARENT_RUN = "mlflow.parentRunId"
+#: MLflow's tag on a dataset input saying what the run used it for.
+TAG_DATASET_CONTEXT = "mlflow.data.context"
 SOURCE_PREFIX = "torchx.source."
 LINK_PREFIX = "torchx.link."
 METADATA_PREFIX = "torchx.metadata."
@@ -50,6 +55,9 @@ MAX_METRICS_PER_REQUEST = 1000
 MAX_ITEMS_PER_REQUEST = 1000
 #: MLflow refuses a LogBatch body over 1 MB; we stay under this many bytes of JSON.
 MAX_REQUEST_BYTES = 900_000
+#: MLflow's column sizes for a dataset's name and source type.
+MAX_DATASET_NAME = 500
+MAX_DATASET_SOURCE_TYPE = 36
 
 _NAME_CHARS = re.compile(r"[/\w.\- :]*")
 
@@ -110,6 +118,42 @@ def keyed_tag(prefix: str, hashed_prefix: str, ident: str) -> str:
     """``prefix + ident`` when MLflow can take it as a tag key, else ``hashed_prefix + sha``."""
     readable = prefix + ident
     return readable if mlflow_name_ok(readable) else hashed_prefix + digest(ident)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset URL as the fields of MLflow's ``Dataset`` entity (no data is read)."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+
+
+def dataset_ref(url: str) -> DatasetRef:
+    """How a source that is not a run (a dataset URL) is named as an MLflow dataset input.
+
+    The source type and fields follow MLflow's own sources: ``http`` with ``{"url": ...}`` for
+    http(s), ``local`` with ``{"uri": ...}`` for a path or ``file:`` URL, else the URL's scheme
+    (``s3``, ``gs``...) with ``{"uri": ...}``. The digest is a hash of the URL, so the same
+    URL is one dataset however often it is linked.
+    """
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. an unclosed "[" in the host: not a URL we can name by scheme
+        scheme = ""
+    if scheme in ("http", "https"):
+        source_type, field = "http", "url"
+    elif len(scheme) <= 1 or scheme == "file":  # none, or a Windows drive letter
+        source_type, field = "local", "uri"
+    else:
+        source_type, field = scheme[:MAX_DATASET_SOURCE_TYPE], "uri"
+    return DatasetRef(
+        name=url[:MAX_DATASET_NAME],
+        digest=digest(url),
+        source_type=source_type,
+        source=dumps({field: url}),
+    )
 
 
 def _json_size(value: str) -> int:

@@ -35,10 +35,13 @@ from trackers.backends.mlflow.encoding import (
     SUMMARY_HASHED_PREFIX,
     SUMMARY_METRIC_PREFIX,
     SUMMARY_PREFIX,
+    TAG_DATASET_CONTEXT,
+    TAG_PARENT_RUN,
     TAG_RUN_ID,
     TAG_RUN_KEY,
     UPLOADS_DIR,
     batches,
+    dataset_ref,
     decode_param,
     digest,
     dumps,
@@ -51,7 +54,8 @@ from trackers.backends.mlflow.encoding import (
 from trackers.backends.mlflow.errors import MLflowCalls, retry_insert_race
 from trackers.backends.mlflow.run_agreement import RunAgreement, search_runs
 from trackers.errors import TrackerConfigError, TrackerError
-from trackers.ids import record_name, record_time
+from trackers.ids import is_torchx_run_id, record_name, record_time
+from trackers.redact import redact
 from trackers.types import LinkedRun, MetricColumns, MetricPoint, RunStatus
 from trackers.warn_once import WarnOnce
 
@@ -116,6 +120,7 @@ class MLflowTracker(LineageTracker):
         self._lock = threading.RLock()
         self._experiment_id: str | None = None
         self._warn_once = WarnOnce(logger)
+        self._nested: set[str] = set()  # MLflow runs whose mlflow.parentRunId is settled
         self._agreement = RunAgreement(
             self._client, self._experiment, where=self._calls.display_uri
         )
@@ -397,7 +402,55 @@ class MLflowTracker(LineageTracker):
                     mlflow_run,
                 ),
             ]
+            source_run = self._agreement.find(source_id)
+            if source_run is not None and artifact_name is None:
+                parent = self._nesting_parent(mlflow_run, source_run)
+                if parent is not None:
+                    tags.append(RunTag(TAG_PARENT_RUN, parent))
             self._log(mlflow_run, tags=tags)
+            if source_run is None and not is_torchx_run_id(source_id):
+                self._log_dataset_input(mlflow_run, source_id, artifact_name)
+
+    def _nesting_parent(self, mlflow_run: str, source_run: str) -> str | None:
+        """``source_run`` if the child should be nested under it (``mlflow.parentRunId``).
+
+        MLflow nests a run under one parent only; the launcher's parent is the first source
+        linked without an artifact name (``AppRun`` records it when the run starts), so a run
+        that already has a parent keeps it. ``None`` when nothing is to be set.
+        """
+        if source_run == mlflow_run or mlflow_run in self._nested:
+            return None
+        current = self._client.get_run(mlflow_run).data.tags.get(TAG_PARENT_RUN)
+        if current is not None:
+            self._nested.add(mlflow_run)
+            return None
+        self._nested.add(mlflow_run)
+        return source_run
+
+    def _log_dataset_input(self, mlflow_run: str, url: str, artifact_name: str | None) -> None:
+        """Log a source that is not a run (a dataset URL) as a dataset input of the run.
+
+        The link tags above already hold the link; a server without dataset inputs (an older
+        MLflow, a store that refuses them) only costs this view, with a warning once.
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ref = dataset_ref(url)
+        dataset = Dataset(ref.name, ref.digest, ref.source_type, ref.source)
+        context = InputTag(TAG_DATASET_CONTEXT, (artifact_name or "source")[:MAX_TAG_VALUE])
+        try:
+            self._client.log_inputs(mlflow_run, datasets=[DatasetInput(dataset, tags=[context])])
+        except self._mlflow_error as e:
+            if self.config.strict:
+                raise
+            self._warn_once(
+                "log_inputs",
+                "MLflow at %s did not take a dataset input (%s); the source %s is recorded "
+                "as a link only",
+                self._calls.display_uri,
+                getattr(e, "error_code", type(e).__name__),
+                redact(url),
+            )
 
     def _links(self, run: Run) -> list[LinkedRun]:
         links = []
