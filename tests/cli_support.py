@@ -83,3 +83,8 @@ def kubernetes_model(obj: object, klass: str) -> Any:
             data = text
 
         return api.deserialize(Response(), klass)
+
+
+def job_ids(listed: Any) -> list[str]:
+    """The run ids of ``torchx tracker list jobs --format json`` (objects, newest first)."""
+    return [job["run_id"] for job in listed]

@@ -34,6 +34,7 @@ from launcher_plugin.cli.render import (
 )
 from launcher_plugin.reconcile import run_states
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
+from launcher_plugin.ui.data import RunRow, read_row
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import DEFAULT_ROOT
 from trackers.backends.openlineage import OpenLineageTracker
@@ -96,9 +97,36 @@ def list_jobs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
         ids = tracker.run_ids(parent_run_id=args.parent_run_id)
     else:
         ids = tracker.run_ids()
-    if not args.status:
-        return Output(data=list(ids), headers=["JOB ID"], rows=[[i] for i in ids])
-    return _states_output(tracker, ids, write=False)
+    if args.status:
+        return _states_output(tracker, ids, write=False)
+    rows = sorted((read_row(tracker, i) for i in ids), key=_newest_first)
+    return Output(
+        data=[
+            {
+                "run_id": r.run_id,
+                "status": r.status,
+                "start_time": _iso_s(r.start_time),
+                "component": r.component,
+            }
+            for r in rows
+        ],
+        headers=["JOB ID", "STATUS", "STARTED", "COMPONENT"],
+        rows=[
+            [r.run_id, r.status or "", _iso_s(r.start_time) or "", r.component or ""] for r in rows
+        ],
+    )
+
+
+def _newest_first(row: RunRow) -> tuple[bool, float, str]:
+    """Runs by start time, newest first; runs without one last, by id."""
+    started = row.start_time
+    return (started is None, -(started or 0.0), row.run_id)
+
+
+def _iso_s(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def reconcile_runs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
@@ -306,7 +334,7 @@ def _args_lineage(p: argparse.ArgumentParser) -> None:
 
 
 _SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {
-    "jobs": (list_jobs, _args_jobs, "list run ids"),
+    "jobs": (list_jobs, _args_jobs, "list runs: status, start time, component; newest first"),
     "metadata": (list_metadata, _add_run_id, "list a run's metadata"),
     "artifacts": (list_artifacts, _args_artifacts, "list a run's artifacts"),
     "lineage": (list_lineage, _args_lineage, "show a run's ancestors and descendants"),
@@ -410,6 +438,32 @@ def _printing(make: Callable[[argparse.Namespace], Output]) -> Callable[[argpars
     return run
 
 
+def _args_ui(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracker",
+        type=TrackerSpec.from_flag,
+        default=None,
+        metavar="NAME[=CONFIG]",
+        help="the store to show (default: the first configured tracker, as for list)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one)")
+
+
+def serve_ui(args: argparse.Namespace) -> None:
+    """``torchx tracker ui``: serve the read-only web view until Ctrl-C (imports the ui extra)."""
+    try:
+        tracker = choose_tracker(args.tracker, os.environ)
+        from launcher_plugin.ui.serve import serve
+
+        serve(tracker, args.host, args.port)
+    except KeyboardInterrupt:
+        return
+    except (CliError, TrackerError, OSError, ImportError) as e:
+        print(f"torchx tracker ui: {text_of(str(e))}", file=sys.stderr)
+        sys.exit(1)
+
+
 class CmdTracker(SubCommand):
     """``torchx tracker list ...``: query runs, metadata, artifacts and lineage."""
 
@@ -438,6 +492,9 @@ class CmdTracker(SubCommand):
         p = commands.add_parser("sync", help="deliver records jobs left in the spool")
         _args_sync(p)
         p.set_defaults(func=_printing(sync_spooled))
+        p = commands.add_parser("ui", help="serve a read-only web view of the store")
+        _args_ui(p)
+        p.set_defaults(func=serve_ui)
 
     def _runner(self, handler: Handler) -> Callable[[argparse.Namespace], None]:
         def make(args: argparse.Namespace) -> Output:

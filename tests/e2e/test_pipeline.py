@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import clean_env
+from tests.cli_support import clean_env, job_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -165,7 +165,7 @@ def test_steps_wrote_their_files(pipeline: Pipeline) -> None:
 
 
 def test_list_jobs_has_exactly_the_three_runs(pipeline: Pipeline) -> None:
-    assert sorted(pipeline.json("jobs")) == sorted(pipeline.handles.values())
+    assert sorted(job_ids(pipeline.json("jobs"))) == sorted(pipeline.handles.values())
 
 
 def test_descendants_of_prepare_reach_train_and_evaluate(pipeline: Pipeline) -> None:
@@ -202,7 +202,7 @@ def test_descendants_through_artifact_model_is_only_evaluate(pipeline: Pipeline)
 
 
 def test_jobs_derived_from_train_is_evaluate(pipeline: Pipeline) -> None:
-    assert pipeline.json("jobs", "--parent-run-id", pipeline.train) == [pipeline.evaluate]
+    assert job_ids(pipeline.json("jobs", "--parent-run-id", pipeline.train)) == [pipeline.evaluate]
 
 
 def test_train_metadata_has_settings_results_and_launch_record(pipeline: Pipeline) -> None:
@@ -245,7 +245,7 @@ def test_default_store_is_torchx_runs_in_cwd(tmp_path: Path) -> None:
     pipeline = run_pipeline(tmp_path, None)
     assert (tmp_path / "torchx-runs").is_dir()
     assert (tmp_path / "pipeline-out" / "evaluate" / "report.json").is_file()
-    assert sorted(pipeline.json("jobs")) == sorted(pipeline.handles.values())
+    assert sorted(job_ids(pipeline.json("jobs"))) == sorted(pipeline.handles.values())
 
 
 def test_failing_step_fails_the_driver_with_its_stderr(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_support import job_ids
+
 BIN = Path(sys.executable).parent
 HANDLE = re.compile(r"^kubernetes://[^\s]+$", re.MULTILINE)
 
@@ -107,6 +109,6 @@ def test_two_chained_jobs_are_tracked_and_linked() -> None:
     assert md["job_id"] == first  # the run id in the pod is the handle torchx run printed
     lineage = listed("lineage", second, "--sources-only")
     assert isinstance(lineage, dict) and lineage["ancestors"] == {first: 1}
-    assert listed("jobs", "--parent-run-id", first) == [second]
+    assert job_ids(listed("jobs", "--parent-run-id", first)) == [second]
     summary = listed("summary", first)
     assert isinstance(summary, dict) and summary["status"] == "SUCCEEDED"

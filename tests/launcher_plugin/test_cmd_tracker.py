@@ -44,18 +44,73 @@ def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 def test_list_jobs_table_and_json(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(["tracker", "list", "jobs", "--tracker", f"fsspec={store}"], capsys)
-    assert code == 0 and out.splitlines()[0].strip() == "JOB ID"
-    assert {line.strip() for line in out.splitlines()[2:]} == {PREP, TRAIN, EVAL}
+    assert code == 0 and out.splitlines()[0].split() == [
+        "JOB",
+        "ID",
+        "STATUS",
+        "STARTED",
+        "COMPONENT",
+    ]
+    assert {line.split()[0] for line in out.splitlines()[2:]} == {PREP, TRAIN, EVAL}
     _, out, _ = cli(
         ["tracker", "list", "jobs", "--tracker", f"fsspec={store}", "--format", "json"], capsys
     )
-    assert sorted(json.loads(out)) == sorted([PREP, TRAIN, EVAL])
+    assert sorted(j["run_id"] for j in json.loads(out)) == sorted([PREP, TRAIN, EVAL])
 
 
 def test_list_jobs_by_parent(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["tracker", "list", "jobs", "--tracker", f"fsspec={store}", "--format", "json"]
     _, out, _ = cli([*argv, "--parent-run-id", TRAIN], capsys)
-    assert json.loads(out) == [EVAL]
+    assert [j["run_id"] for j in json.loads(out)] == [EVAL]
+
+
+def test_list_jobs_shows_status_start_and_component_newest_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Default columns come from the launch record and the status records; newest first, runs
+    without a start time last; json and csv carry the same columns."""
+    t = create_tracker(str(tmp_path / "runs"))
+    started = {PREP: "2026-01-01T10:00:00+00:00", EVAL: "2026-01-03T10:00:00+00:00"}
+    started[TRAIN] = "2026-01-02T10:00:00+00:00"
+    for run_id, when in started.items():
+        t.add_metadata(run_id, **{"launch.time": when, "launch.component": f"c-{run_id[-7:]}"})
+    t.set_status(TRAIN, "RUNNING")
+    t.set_status(EVAL, "RUNNING")
+    t.set_status(EVAL, "FAILED")
+    t.add_metadata("local_cwd://torchx/untimed-1", note="no launch record")
+    argv = ["tracker", "list", "jobs", "--tracker", f"fsspec={tmp_path / 'runs'}"]
+    code, out, _ = cli([*argv, "--format", "json"], capsys)
+    assert code == 0
+    assert json.loads(out) == [
+        {"run_id": EVAL, "status": "FAILED", "start_time": started[EVAL], "component": "c-/eval-1"},
+        {
+            "run_id": TRAIN,
+            "status": "RUNNING",
+            "start_time": started[TRAIN],
+            "component": "c-train-1",
+        },
+        {"run_id": PREP, "status": None, "start_time": started[PREP], "component": "c-epare-1"},
+        {
+            "run_id": "local_cwd://torchx/untimed-1",
+            "status": None,
+            "start_time": None,
+            "component": None,
+        },
+    ]
+    _, out, _ = cli([*argv, "--format", "csv"], capsys)
+    lines = out.splitlines()
+    assert lines[0] == "JOB ID,STATUS,STARTED,COMPONENT"
+    assert lines[1] == f"{EVAL},FAILED,{started[EVAL]},c-/eval-1"
+    assert lines[4] == "local_cwd://torchx/untimed-1,,,"
+    _, out, _ = cli(argv, capsys)
+    table = out.splitlines()
+    assert table[2].split() == [EVAL, "FAILED", started[EVAL], "c-/eval-1"]
+    assert [line.split()[0] for line in table[2:]] == [
+        EVAL,
+        TRAIN,
+        PREP,
+        "local_cwd://torchx/untimed-1",
+    ]
 
 
 def test_list_metadata(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,7 +195,7 @@ def test_default_store_in_cwd(
     assert code == 1 and "no tracker configured" in err
     create_tracker(str(tmp_path / "torchx-runs")).add_metadata(TRAIN, a=1)
     _, out, _ = cli(["tracker", "list", "jobs", "--format", "json"], capsys)
-    assert json.loads(out) == [TRAIN]
+    assert [j["run_id"] for j in json.loads(out)] == [TRAIN]
 
 
 def test_unknown_tracker_flag_lists_known(capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,15 +73,16 @@ def _metrics_json(points: dict[str, object]) -> bytes:
     return json.dumps({"points": points}).encode()
 
 
-#: damage -> (what to do to the store, the commands that read the damaged path, that path)
+#: damage -> (what to do to the store, the commands that read the damaged path, that path).
+#: ``list jobs`` reads each run's metadata, status and sources (its STATUS, STARTED, COMPONENT).
 DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
     "directory_record": (
         lambda root: _mkdir(run_dir(root) / "metadata" / BAD),
-        {"metadata"},
+        {"metadata", "jobs"},
     ),
     "truncated_record": (
         lambda root: _write(run_dir(root) / "metadata" / BAD, b'{"metadata": {"lr": 0.'),
-        {"metadata"},
+        {"metadata", "jobs"},
     ),
     "zero_byte_record": (
         lambda root: _write(run_dir(root) / "artifacts" / BAD, b""),
@@ -89,7 +90,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
     ),
     "json_that_is_not_a_record": (
         lambda root: _write(run_dir(root) / "metadata" / BAD, b"[1, 2]"),
-        {"metadata"},
+        {"metadata", "jobs"},
     ),
     "uneven_metric_columns": (
         lambda root: _write(
@@ -120,7 +121,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
         lambda root: _write(
             run_dir(root) / "sources" / encode_run_id("local_cwd://torchx/other"), b"\xff\xfe\n"
         ),
-        {"lineage"},
+        {"lineage", "jobs"},
     ),
     "symlink_loop_record": (
         lambda root: _link_loop(run_dir(root) / "artifacts" / BAD),
@@ -132,11 +133,11 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
     ),
     "fifo_record": (
         lambda root: _fifo(run_dir(root) / "metadata" / BAD),
-        {"metadata"},
+        {"metadata", "jobs"},
     ),
     "fifo_link_file": (
         lambda root: _fifo(run_dir(root) / "sources" / encode_run_id("local_cwd://torchx/f")),
-        {"lineage"},
+        {"lineage", "jobs"},
     ),
 }
 

@@ -24,7 +24,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tests.cli_support import clean_env
+from tests.cli_support import clean_env, job_ids
 from tests.e2e.test_pipeline import HANDLE_LINE, STEPS
 from tests.mlflow.server import MLFLOW_ENV_TO_DROP, MlflowServer
 from trackers.backends.mlflow import create_tracker, run_key
@@ -108,7 +108,7 @@ def pipeline(
 
 
 def test_cli_lists_exactly_the_three_runs(pipeline: Pipeline) -> None:
-    assert sorted(pipeline.cli("jobs")) == sorted(pipeline.handles.values())  # type: ignore[arg-type]
+    assert sorted(job_ids(pipeline.cli("jobs"))) == sorted(pipeline.handles.values())
 
 
 def test_cli_lineage_from_both_ends(pipeline: Pipeline) -> None:
@@ -127,7 +127,7 @@ def test_cli_lineage_from_both_ends(pipeline: Pipeline) -> None:
     assert (h["train"], h["evaluate"], "model") in named
     model_only = pipeline.cli("lineage", h["train"], "--descendants-only", "--artifact", "model")
     assert model_only["descendants"] == {h["evaluate"]: 1}  # type: ignore[index]
-    assert pipeline.cli("jobs", "--parent-run-id", h["train"]) == [h["evaluate"]]
+    assert job_ids(pipeline.cli("jobs", "--parent-run-id", h["train"])) == [h["evaluate"]]
     assert "lineage (" in pipeline.stdout and h["evaluate"] in pipeline.stdout  # driver's tree
 
 

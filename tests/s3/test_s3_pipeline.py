@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import clean_env
+from tests.cli_support import clean_env, job_ids
 from tests.s3.conftest import BUCKET
 from tests.s3.support import MotoServer, aws_test_env
 
@@ -92,8 +92,8 @@ def pipeline(
 
 
 def test_jobs_are_the_three_runs(pipeline: Pipeline) -> None:
-    assert sorted(pipeline.json("jobs")) == sorted(pipeline.handles.values())
-    assert pipeline.json("jobs", "--parent-run-id", pipeline.handles["train"]) == [
+    assert sorted(job_ids(pipeline.json("jobs"))) == sorted(pipeline.handles.values())
+    assert job_ids(pipeline.json("jobs", "--parent-run-id", pipeline.handles["train"])) == [
         pipeline.handles["evaluate"]
     ]
 

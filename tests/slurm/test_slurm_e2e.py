@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.cli_support import clean_env
+from tests.cli_support import clean_env, job_ids
 from tests.launcher_plugin.hostile_helpers import (
     DATA_URL_SAFE,
     HOSTILE_FRAGMENTS,
@@ -334,10 +334,12 @@ def test_pipeline_lineage_through_the_cli(pipeline: Pipeline) -> None:
 
 
 def test_pipeline_list_jobs_shows_exactly_the_three_runs(pipeline: Pipeline) -> None:
-    jobs = list_json(pipeline.store, "jobs", cwd=pipeline.cwd)
+    jobs = job_ids(list_json(pipeline.store, "jobs", cwd=pipeline.cwd))
     assert sorted(jobs) == sorted(pipeline.handles.values())
-    derived = list_json(
-        pipeline.store, "jobs", "--parent-run-id", pipeline.handles["train"], cwd=pipeline.cwd
+    derived = job_ids(
+        list_json(
+            pipeline.store, "jobs", "--parent-run-id", pipeline.handles["train"], cwd=pipeline.cwd
+        )
     )
     assert derived == [pipeline.handles["evaluate"]]
 
@@ -409,7 +411,7 @@ def test_requeued_job_keeps_one_run_with_records_from_both_attempts(
     assert job.done.returncode == 0, describe(job.done)  # --wait saw it through the requeue
     store: Path = job.extra["store"]
 
-    assert list_json(f"lineage_fsspec={store}", "jobs", cwd=job.cwd) == [job.handle]
+    assert job_ids(list_json(f"lineage_fsspec={store}", "jobs", cwd=job.cwd)) == [job.handle]
     md = list_json(f"lineage_fsspec={store}", "metadata", job.handle, cwd=job.cwd)
     assert {"attempt_0", "attempt_1"} <= set(md)
     assert md["restart_count"] == 1  # the second attempt wrote last
@@ -437,7 +439,7 @@ def test_two_replicas_record_into_one_run_without_losing_or_duplicating(
     job: Job = scenarios["replicas"].result()
     assert job.done.returncode == 0, describe(job.done)
     store: Path = job.extra["store"]
-    assert list_json(f"lineage_fsspec={store}", "jobs", cwd=job.cwd) == [job.handle]
+    assert job_ids(list_json(f"lineage_fsspec={store}", "jobs", cwd=job.cwd)) == [job.handle]
 
     records = [
         r

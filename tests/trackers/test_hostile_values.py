@@ -161,7 +161,7 @@ def test_a_run_id_with_undecodable_bytes_is_recorded(tmp_path: Path) -> None:
         tmp_path, "tracker", "list", "jobs", "--tracker", f"fsspec={tmp_path / 'store'}"
     )
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split()[-1] == "local_cwd://torchx/hostile-\\xff\\xfe"
+    assert listed.stdout.splitlines()[-1].split()[0] == "local_cwd://torchx/hostile-\\xff\\xfe"
 
 
 #: One job through ``torchx run`` with every hostile value at once (no ``$``: component args go

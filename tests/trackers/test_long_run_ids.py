@@ -17,7 +17,7 @@ import fsspec
 import pytest
 from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
-from tests.cli_support import clean_env, torchx
+from tests.cli_support import clean_env, job_ids, torchx
 from tests.trackers.long_ids import SHORT, assert_names_fit, exercise, long_id
 from trackers.app_run import AppRun, RunSettings
 from trackers.backends.fsspec import create_tracker
@@ -159,7 +159,7 @@ def test_a_300_character_run_id_through_a_real_torchx_run(tmp_path: Path) -> Non
     assert len(child) > MAX_PATH_ID_BYTES and path_id(child) != child
     jobs = torchx(tmp_path, "tracker", "list", "jobs", "--tracker", spec, "--format", "json")
     assert jobs.returncode == 0, jobs.stderr
-    assert sorted(json.loads(jobs.stdout)) == sorted([K8S_PARENT, child])
+    assert sorted(job_ids(json.loads(jobs.stdout))) == sorted([K8S_PARENT, child])
     md = torchx(tmp_path, "tracker", "list", "metadata", K8S_PARENT, "--tracker", spec)
     assert md.returncode == 0 and "job_id_length" in md.stdout and "300" in md.stdout, md.stderr
     md = torchx(
@@ -184,6 +184,6 @@ def test_a_300_character_run_id_through_a_real_torchx_run(tmp_path: Path) -> Non
         "--format",
         "json",
     )
-    assert json.loads(children.stdout) == [child], children.stderr
+    assert job_ids(json.loads(children.stdout)) == [child], children.stderr
     for path in _all_paths(store):
         assert all(len(part.encode()) <= 255 for part in path.split(os.sep)), path
