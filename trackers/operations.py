@@ -8,14 +8,11 @@ backend can take which write. See ``docs/delivery.md`` for the spool format and 
 
 from __future__ import annotations
 
-import array
-import base64
 import binascii
 import functools
 import json
 import logging
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,7 +21,7 @@ from torchx.tracker.api import TrackerBase
 from trackers import jsonsafe
 from trackers.api import LineageTracker
 from trackers.ids import check_artifact_name, deterministic_record_names
-from trackers.types import MetricColumns, MetricPoint
+from trackers.metric_codec import pack_columns, unpack_columns
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -105,7 +102,7 @@ class Operation:
         """One spool line (ends with a newline)."""
         args: Mapping[str, Any] = self.args
         if self.kind == "add_metrics":
-            args = _pack_columns(args["points"])
+            args = pack_columns(args["points"])
         try:
             data, notes = jsonsafe.encode(args, where=self.kind)
         except Exception:  # a bug in the fallback itself must not reach the job either
@@ -124,69 +121,7 @@ class Operation:
         args = record.get("args") or {}
         if record["op"] == "add_metrics":
             try:
-                args = {"points": _unpack_columns(args)}
+                args = {"points": unpack_columns(args)}
             except (KeyError, TypeError, ValueError, binascii.Error) as e:
                 raise ValueError(f"malformed metric batch in spooled operation: {e}") from None
         return Operation(str(record["id"]), record["op"], args)
-
-
-# Metric batches are the bulk of a spool: their columns go in as base64 of packed machine
-# numbers (exact for NaN/inf, ~30x faster to write than JSON floats); ``None`` steps and ranks
-# are a sentinel. JSON float text cost ~1.3 µs per point, halving the writer's throughput.
-_NONE = -(2**63)
-
-
-def _b64(kind: str, values: Sequence[float | int]) -> str:
-    return base64.b64encode(array.array(kind, values).tobytes()).decode("ascii")
-
-
-def _from_b64(kind: str, text: str, byteorder: str) -> list[Any]:
-    packed = array.array(kind, base64.b64decode(text, validate=True))
-    if byteorder != sys.byteorder:
-        packed.byteswap()
-    return packed.tolist()
-
-
-def _pack_columns(points: Sequence[MetricPoint]) -> dict[str, Any]:
-    cols = points if isinstance(points, MetricColumns) else MetricColumns.from_rows(points)
-    try:
-        return _packed(cols)
-    except (TypeError, ValueError, OverflowError):  # a float step, a step beyond 64 bits...
-        return {"rows": [list(point) for point in cols]}  # as JSON (repr for the rest)
-
-
-def _packed(cols: MetricColumns) -> dict[str, Any]:
-    distinct = list(dict.fromkeys(cols.names))
-    index = {n: i for i, n in enumerate(distinct)}
-    ranks = None
-    if any(r is not None for r in cols.ranks):
-        ranks = _b64("q", [_NONE if r is None else r for r in cols.ranks])
-    return {
-        "byteorder": sys.byteorder,
-        "names": distinct,
-        "name": _b64("q", [index[n] for n in cols.names]),
-        "value": _b64("d", cols.values),
-        "step": _b64("q", [_NONE if s is None else s for s in cols.steps]),
-        "time": _b64("d", cols.times),
-        "rank": ranks,
-    }
-
-
-def _unpack_columns(packed: Mapping[str, Any]) -> MetricColumns:
-    if "rows" in packed:
-        return MetricColumns.from_rows([tuple(row) for row in packed["rows"]])
-    order = str(packed["byteorder"])
-    distinct = list(packed["names"])
-    values = _from_b64("d", packed["value"], order)
-    steps = _from_b64("q", packed["step"], order)
-    ranks = _from_b64("q", packed["rank"], order) if packed.get("rank") else [None] * len(values)
-    cols = MetricColumns(
-        [distinct[i] for i in _from_b64("q", packed["name"], order)],
-        values,
-        [None if s == _NONE else s for s in steps],
-        _from_b64("d", packed["time"], order),
-        [None if r == _NONE else r for r in ranks],
-    )
-    if not len(cols.names) == len(values) == len(cols.steps) == len(cols.times):
-        raise ValueError("columns of different lengths")
-    return cols

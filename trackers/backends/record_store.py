@@ -75,8 +75,9 @@ from trackers.ids import (
     record_sort_key,
     shortened_digest,
 )
+from trackers.metric_codec import as_columns, decode_columns, encode_columns
 from trackers.origin import record_origin
-from trackers.types import RUN_STATUSES, LinkedRun, MetricColumns, MetricPoint, RunStatus
+from trackers.types import RUN_STATUSES, LinkedRun, MetricPoint, RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -438,27 +439,15 @@ class RecordStoreTracker(LineageTracker):
     def add_metrics(self, run_id: str, points: Sequence[MetricPoint]) -> None:
         if not points:
             return
-        cols = points if isinstance(points, MetricColumns) else MetricColumns.from_rows(points)
-        # Column-wise and compact, because encoding is the writer's main cost: names as
-        # indices into a list of distinct names, times as integer microseconds.
-        distinct = list(dict.fromkeys(cols.names))
-        index = {n: i for i, n in enumerate(distinct)}
-        columns: dict[str, object] = {
-            "names": distinct,
-            "name": list(map(index.__getitem__, cols.names)) if len(distinct) > 1 else 0,
-            "value": cols.values,
-            "step": cols.steps,
-            "time_us": [round(t * 1_000_000) for t in cols.times],
-        }
-        if any(r is not None for r in cols.ranks):
-            columns["rank"] = cols.ranks
+        # Column-wise and compact (the record-store form of trackers.metric_codec).
+        columns = encode_columns(as_columns(points), times="us")
         self._write_record(run_id, METRICS, {"points": columns})
 
     def metrics(self, run_id: str, name: str | None = None) -> list[MetricPoint]:
         points: list[MetricPoint] = []
         for record in self._read_records(run_id, METRICS):
             try:
-                rows = _metric_rows(record["points"])
+                rows = decode_columns(record["points"], times="us")
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
                 self._skip(record["_key"], f"malformed metric columns ({type(e).__name__}: {e})")
                 continue
@@ -484,21 +473,6 @@ class RecordStoreTracker(LineageTracker):
             if value in RUN_STATUSES:
                 found = value
         return found
-
-
-def _metric_rows(cols: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """The rows of one metric record's columns; raises for malformed columns."""
-    values = list(cols.get("value", []))
-    distinct = list(cols.get("names", []))
-    index = cols.get("name", 0)
-    names = (
-        [distinct[i] for i in index] if isinstance(index, list) else [distinct[index]] * len(values)
-    )
-    times = [t / 1_000_000 for t in cols.get("time_us", [])]
-    ranks = cols.get("rank") or [None] * len(values)
-    if not all(isinstance(n, str) for n in names):
-        raise ValueError("a metric name is not a string")
-    return list(zip(names, values, cols["step"], times, ranks, strict=True))
 
 
 def _torchx_link_name(name: str) -> bool:

@@ -55,8 +55,9 @@ from trackers.backends.mlflow.errors import MLflowCalls, retry_insert_race
 from trackers.backends.mlflow.run_agreement import RunAgreement, search_runs
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.ids import is_torchx_run_id, record_name, record_time
+from trackers.metric_codec import as_columns, decode_columns, encode_columns
 from trackers.redact import redact
-from trackers.types import LinkedRun, MetricColumns, MetricPoint, RunStatus
+from trackers.types import LinkedRun, MetricPoint, RunStatus
 from trackers.warn_once import WarnOnce
 
 if TYPE_CHECKING:
@@ -499,7 +500,7 @@ class MLflowTracker(LineageTracker):
 
         if not points:
             return
-        cols = points if isinstance(points, MetricColumns) else MetricColumns.from_rows(points)
+        cols = as_columns(points)
         with self._calls.calling("add_metrics"):
             rejected = sorted({n for n in set(cols.names) if not mlflow_name_ok(n)})
             if rejected and self.config.strict:
@@ -524,18 +525,8 @@ class MLflowTracker(LineageTracker):
             ]
             self._log(mlflow_run, metrics=metrics)
             # The exact batch (MLflow's metrics have no rank, no "no step", ms times and
-            # collapse identical points): column-wise, names as indices into distinct names.
-            distinct = list(dict.fromkeys(cols.names))
-            index = {n: i for i, n in enumerate(distinct)}
-            record: dict[str, object] = {
-                "names": distinct,
-                "name": [index[n] for n in cols.names],
-                "value": list(cols.values),
-                "step": list(cols.steps),
-                "time": list(cols.times),
-            }
-            if any(r is not None for r in cols.ranks):
-                record["rank"] = list(cols.ranks)
+            # collapse identical points), in the MLflow form of the metric codec.
+            record = encode_columns(cols, times="s")
             path = posixpath.join(METRICS_DIR, record_name() + ".json")
             self._client.log_text(mlflow_run, dumps({"points": record}), path)
 
@@ -554,18 +545,10 @@ class MLflowTracker(LineageTracker):
                         continue
                     with open(os.path.join(local, file_name), encoding="utf-8") as f:
                         cols = json.load(f).get("points") or {}
-                    distinct, values = cols.get("names", []), cols.get("value", [])
-                    ranks = cols.get("rank") or [None] * len(values)
-                    rows = zip(
-                        (distinct[i] for i in cols.get("name", [])),
-                        values,
-                        cols.get("step", []),
-                        cols.get("time", []),
-                        ranks,
-                        strict=True,
-                    )
                     points.extend(
-                        MetricPoint(*row) for row in rows if name is None or row[0] == name
+                        MetricPoint._make(row)
+                        for row in decode_columns(cols, times="s")
+                        if name is None or row[0] == name
                     )
             return points
 
