@@ -67,8 +67,9 @@ def run_states(
     With ``write``, a final scheduler state is recorded for runs still open in the tracker.
     """
     states = []
-    for run_id in run_ids:
-        recorded = tracker.status(run_id)
+    # One call for every run's recorded status (the record stores answer from their catalog).
+    for summary in tracker.runs_summary(list(run_ids)):
+        run_id, recorded = summary.run_id, summary.status
         if recorded not in OPEN_STATUSES:
             states.append(RunState(run_id, recorded, "-"))
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
@@ -18,7 +19,20 @@ from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 from trackers.lineage import walk_lineage
 from trackers.types import RUN_STATUSES, Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
 
-__all__ = ["Capabilities", "LineageTracker", "capabilities", "dedupe_links"]
+__all__ = ["Capabilities", "LineageTracker", "RunSummary", "capabilities", "dedupe_links"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of :meth:`LineageTracker.runs_summary`."""
+
+    run_id: str
+    #: The last recorded state, ``None`` if none was recorded.
+    status: RunStatus | None
+    #: Seconds since the epoch when the run was first recorded, ``None`` where unknown.
+    start_time: float | None
+    #: The run's direct sources (each once, as :meth:`LineageTracker.sources` gives them).
+    parents: tuple[LinkedRun, ...]
 
 
 class LineageTracker(TrackerBase):
@@ -124,6 +138,23 @@ class LineageTracker(TrackerBase):
         if parent_run_id is not None:
             return sorted({link.run_id for link in self.descendants(parent_run_id)})
         return sorted(self._all_run_ids())
+
+    def runs_summary(self, run_ids: Iterable[str] | None = None) -> list[RunSummary]:
+        """Status, start time and parents of ``run_ids`` (default: every run, sorted) in one call.
+
+        The default asks :meth:`status` and :meth:`sources` per run and knows no start time;
+        the record stores answer from their catalog in a few reads.
+        """
+        ids = self.run_ids() if run_ids is None else list(run_ids)
+        return [
+            RunSummary(
+                run,
+                self.status(run),
+                None,
+                tuple(LinkedRun(s.source_run_id, s.artifact_name) for s in self.sources(run)),
+            )
+            for run in ids
+        ]
 
     def set_status(self, run_id: str, status: RunStatus) -> None:
         """Record the run's state: RUNNING when it starts, then SUCCEEDED, FAILED or KILLED."""

@@ -346,6 +346,31 @@ _SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None]
 _RECONCILE = (reconcile_runs, _args_reconcile, "record the scheduler's final state of open runs")
 
 
+def compact_runs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
+    """Write runs' snapshots and catalog entries, then merge the catalog's segments."""
+    if bool(args.RUN_ID) == bool(args.all):
+        raise CliError("torchx tracker compact: give run ids or --all (not both)")
+    store = _lineage_tracker(tracker, "compaction")
+    compact = getattr(store, "compact", None)
+    merge = getattr(store, "compact_catalog", None)
+    if not callable(compact) or not callable(merge):
+        raise CliError(f"{store!r} keeps no snapshots or catalog: nothing to compact")
+    runs = list(store.run_ids()) if args.all else list(args.RUN_ID)
+    for run_id in runs:
+        _require_run(store, run_id)
+    for run_id in runs:
+        compact(run_id)
+    merged = merge()
+    rows: list[list[object]] = [[r, "compacted"] for r in runs]
+    data = {"runs": runs, "catalog_merged": bool(merged)}
+    return Output(data=data, headers=["RUN ID", "RESULT"], rows=rows)
+
+
+def _args_compact(p: argparse.ArgumentParser) -> None:
+    p.add_argument("RUN_ID", nargs="*", help="runs to compact")
+    p.add_argument("--all", action="store_true", help="every run of the store")
+
+
 def sync_spooled(args: argparse.Namespace) -> Output:
     """Deliver what jobs left in the spool (``torchx tracker sync``)."""
     if bool(args.RUN_ID) == bool(args.all):
@@ -481,6 +506,12 @@ class CmdTracker(SubCommand):
         _add_common(p)
         add_args(p)
         p.set_defaults(func=self._runner(handler))
+        p = commands.add_parser(
+            "compact", help="write runs' snapshots and merge the store's catalog (faster reads)"
+        )
+        _add_common(p)
+        _args_compact(p)
+        p.set_defaults(func=self._runner(compact_runs))
         export_parser = commands.add_parser("export", help="send runs of a store elsewhere")
         export_commands = export_parser.add_subparsers(title="export formats")
         p = export_commands.add_parser(

@@ -44,19 +44,30 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import posixpath
 import random
 import time
+import uuid
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
-from torchx.tracker.api import TrackerArtifact
+from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
 from trackers import jsonsafe
-from trackers.api import LineageTracker
+from trackers.api import LineageTracker, RunSummary, dedupe_links
+from trackers.backends.catalog import (
+    CATALOG,
+    MERGE_SEGMENTS_AT,
+    SEGMENT_PREFIX,
+    Catalog,
+    CatalogEntry,
+    CatalogGraph,
+    segment,
+)
 from trackers.backends.snapshots import (
     SNAPSHOT_DIR,
     SNAPSHOT_MIN_NEW,
@@ -75,9 +86,10 @@ from trackers.ids import (
     record_sort_key,
     shortened_digest,
 )
+from trackers.lineage import walk_lineage
 from trackers.metric_codec import as_columns, decode_columns, encode_columns
 from trackers.origin import record_origin
-from trackers.types import RUN_STATUSES, LinkedRun, MetricPoint, RunStatus
+from trackers.types import RUN_STATUSES, Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -154,15 +166,35 @@ class RecordStoreTracker(LineageTracker):
     def _run_dir(self, run_id: str) -> str:
         return posixpath.join(self.root, encode_run_id(run_id))
 
-    def _write_record(self, run_id: str, category: str, payload: Mapping[str, object]) -> None:
+    def _write_record(
+        self,
+        run_id: str,
+        category: str,
+        payload: Mapping[str, object],
+        catalog: CatalogEntry | None = None,
+        *,
+        starts: bool = True,
+    ) -> str:
+        """Write one record; also a catalog segment with ``catalog``, and with the run's start
+        the first time this object writes to a run (when the write ``starts`` it)."""
         self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
         if path_id(run_id) != run_id:
             self._write_run_id_file(run_id)
-        key = posixpath.join(self._run_dir(run_id), category, record_name())
+        name = record_name()
+        key = posixpath.join(self._run_dir(run_id), category, name)
         record = {**payload, "origin": record_origin()}
         data, notes = jsonsafe.encode(record, where=f"{category} record of run {run_id!r}")
         jsonsafe.log_fallbacks(notes)
         self._put(run_id, key, data)
+        started: set[str] = self.__dict__.setdefault("_catalog_started", set())
+        if starts and run_id not in started:
+            catalog = catalog or CatalogEntry()
+            catalog.start = record_sort_key(name)[0] / 1e9 or None
+        if catalog is not None:
+            self._append_catalog(run_id, {run_id: catalog})
+            if catalog.start is not None:
+                started.add(run_id)
+        return name
 
     def _write_run_id_file(self, run_id: str) -> None:
         """``<run>/.run_id`` for an id kept under a shortened name (once per tracker object)."""
@@ -299,10 +331,135 @@ class RecordStoreTracker(LineageTracker):
         return [(n, kept[n][1]) for n in listed if n in kept], len(stale)
 
     def compact(self, run_id: str) -> None:
-        """Write the run's snapshots (every category readers merge) from what is stored now."""
-        for category in (METADATA, ARTIFACTS, SUMMARY, STATUS):
+        """Write the run's snapshots (every category readers merge) from what is stored now,
+        and its catalog entry as its records say (also what TorchX's own tracker wrote)."""
+        for category in (METADATA, ARTIFACTS, SUMMARY):
             self._read_records(run_id, category, compact=True)
         self._read_group(run_id, LINKS, (SOURCES, DESCENDANTS), compact=True)
+        if self.has_run(run_id):
+            self._append_catalog(run_id, {run_id: self._derive_entry(run_id, compact=True)})
+
+    # --- the catalog (see trackers.backends.catalog) ---
+    def _list_catalog(self) -> list[str]:
+        """Names of the catalog objects at the root: ``.catalog`` and its segments."""
+        return [
+            n for n in self._list_names(self.root) if n == CATALOG or n.startswith(SEGMENT_PREFIX)
+        ]
+
+    def _delete(self, keys: Sequence[str]) -> None:
+        """Remove objects; only catalog segments already merged into ``.catalog`` ever are."""
+
+    def _catalog_lock(self) -> contextlib.AbstractContextManager[object]:
+        """Held while the catalog is merged (stores without conditional writes lock here)."""
+        return contextlib.nullcontext()
+
+    def _append_catalog(self, run_id: str, entries: Mapping[str, CatalogEntry]) -> None:
+        # A name of its own, outside deterministic_record_names: a replayed segment may be
+        # written twice, and merging it twice changes nothing.
+        name = f"{SEGMENT_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex}"
+        self._put(run_id, posixpath.join(self.root, name), segment(entries))
+
+    def _load_catalog(self) -> Catalog:
+        """The catalog as stored now (merged first when it has many segments)."""
+        for _ in range(3):
+            names = self._list_catalog()
+            if sum(1 for n in names if n != CATALOG) > MERGE_SEGMENTS_AT:
+                if self._reader_snapshots() and self.compact_catalog():
+                    names = self._list_catalog()
+            keys = [posixpath.join(self.root, n) for n in names]
+            found = self._get_many(keys)
+            if any(d is None for d in found):
+                continue  # merged and removed while read: read it again
+            catalog = Catalog()
+            for key, data in zip(keys, found, strict=True):
+                catalog.merge_json(data, key)
+            return catalog
+        raise TrackerError(f"{self.root}: the catalog kept changing while it was read")
+
+    def compact_catalog(self) -> bool:
+        """Merge the catalog's segments into ``.catalog`` and remove them; ``False`` if another
+        compactor changed ``.catalog`` first (then it did the work)."""
+        with self._catalog_lock():
+            base_key = posixpath.join(self.root, CATALOG)
+            base, version = self._read_versioned(base_key)
+            catalog = Catalog()
+            catalog.merge_json(base, base_key)
+            keys = [
+                posixpath.join(self.root, n)
+                for n in self._list_catalog()
+                if n.startswith(SEGMENT_PREFIX)
+            ]
+            merged = []
+            for key, data in zip(keys, self._get_many(keys), strict=True):
+                if data is not None:
+                    catalog.merge_json(data, key)
+                    merged.append(key)
+            if not self._put_if("", base_key, catalog.encode(), version, exists=base is not None):
+                return False
+            self._delete(merged)
+            return True
+
+    def _derive_entry(self, run_id: str, *, compact: bool = False) -> CatalogEntry:
+        """A run's catalog entry from its own records (snapshots make this a few reads)."""
+        entry = CatalogEntry()
+        records = self._read_records(run_id, STATUS, compact=compact)
+        for record in records:
+            value = record.get("status")
+            if value in RUN_STATUSES:
+                entry.status = (value, posixpath.basename(record["_key"]))
+        if records:
+            entry.start = record_sort_key(posixpath.basename(records[0]["_key"]))[0] / 1e9 or None
+        entry.sources = dict.fromkeys(dedupe_links(self._source_links(run_id)))
+        return entry
+
+    def _catalog_for(self, run_ids: Sequence[str]) -> Catalog:
+        """The catalog, with entries derived (and stored) for the ``run_ids`` it lacks."""
+        catalog = self._load_catalog()
+        missing = [r for r in run_ids if r not in catalog.runs]
+        if missing:
+            derived = {r: self._derive_entry(r) for r in missing}
+            for run, entry in derived.items():
+                catalog.add(run, entry)
+            if self._reader_snapshots():
+                try:
+                    self._append_catalog(missing[0], derived)
+                except (TrackerError, OSError) as e:  # read-only: reads still work
+                    logger.info("could not store catalog entries (reads still work): %s", e)
+        return catalog
+
+    def runs_summary(self, run_ids: Iterable[str] | None = None) -> list[RunSummary]:
+        """Status, start and parents of runs from the catalog (a few reads for the store).
+
+        Runs the catalog lacks (written by TorchX's own tracker or an older version of ours)
+        are read one by one once, and their entries stored for the next reader.
+        """
+        ids = sorted(self._all_run_ids()) if run_ids is None else list(run_ids)
+        runs = self._catalog_for([r for r in ids if r]).runs
+        out = []
+        for run in ids:
+            entry = runs.get(run, CatalogEntry())
+            status = entry.status[0] if entry.status is not None else None
+            out.append(RunSummary(run, status, entry.start, tuple(dedupe_links(entry.sources))))
+        return out
+
+    def lineage(
+        self,
+        run_id: str,
+        *,
+        direction: Direction = "both",
+        artifact_name: str | None = None,
+        depth: int | None = None,
+    ) -> RunLineage:
+        """Ancestors and descendants of ``run_id`` walked over the catalog, in memory."""
+        catalog = self._catalog_for(self._all_run_ids())
+        view = _GraphView(CatalogGraph(catalog.runs))
+        return walk_lineage(
+            cast(TrackerBase, view),
+            run_id,
+            direction=direction,
+            artifact_name=artifact_name,
+            depth=depth,
+        )
 
     # --- metadata and artifacts ---
     def add_metadata(self, run_id: str, **kwargs: object) -> None:
@@ -341,8 +498,12 @@ class RecordStoreTracker(LineageTracker):
     # --- links ---
     def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
         check_artifact_name(artifact_name)
+        edge = CatalogEntry(sources={LinkedRun(source_id, artifact_name or None): None})
         self._write_record(
-            run_id, LINKS, {"kind": "source", "run_id": source_id, "artifact_name": artifact_name}
+            run_id,
+            LINKS,
+            {"kind": "source", "run_id": source_id, "artifact_name": artifact_name},
+            edge,
         )
         self._update_torchx_sources_file(run_id, source_id, artifact_name)
         # The reverse link goes only into runs of this store; an external source (a dataset
@@ -352,6 +513,7 @@ class RecordStoreTracker(LineageTracker):
                 source_id,
                 LINKS,
                 {"kind": "descendant", "run_id": run_id, "artifact_name": artifact_name},
+                starts=False,
             )
 
     def _read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
@@ -464,7 +626,10 @@ class RecordStoreTracker(LineageTracker):
         return self._merged(run_id, SUMMARY, "summary")
 
     def _set_status(self, run_id: str, status: RunStatus) -> None:
-        self._write_record(run_id, STATUS, {"status": status})
+        entry = CatalogEntry()
+        name = self._write_record(run_id, STATUS, {"status": status}, entry)
+        entry.status = (status, name)  # the segment is written after the record: set it now
+        self._append_catalog(run_id, {run_id: entry})
 
     def status(self, run_id: str) -> RunStatus | None:
         found: RunStatus | None = None
@@ -473,6 +638,30 @@ class RecordStoreTracker(LineageTracker):
             if value in RUN_STATUSES:
                 found = value
         return found
+
+
+class _GraphView:
+    """The two reads :func:`walk_lineage` makes, answered from a :class:`CatalogGraph`."""
+
+    def __init__(self, graph: CatalogGraph) -> None:
+        self._graph = graph
+
+    def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
+        return [
+            TrackerSource(link.run_id, link.artifact_name)
+            for link in _named(self._graph.source_links(run_id), artifact_name)
+        ]
+
+    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+        return _named(self._graph.child_links(run_id), artifact_name)
+
+
+def _named(links: Iterable[LinkedRun], artifact_name: str | None) -> list[LinkedRun]:
+    return [
+        link
+        for link in dedupe_links(links)
+        if artifact_name is None or link.artifact_name == artifact_name
+    ]
 
 
 def _torchx_link_name(name: str) -> bool:
