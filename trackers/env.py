@@ -41,6 +41,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from trackers.config_options import bool_word
 from trackers.errors import TrackerConfigError
 from trackers.torchx_compat import (
     ENV_TORCHX_JOB_ID,
@@ -86,9 +87,6 @@ UNDEFINED_JOB_ID = "<UNDEFINED>"
 #: A tracker name becomes part of an env var name, which bash, Kubernetes and Slurm all accept
 #: only in this form.
 TRACKER_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 
 
 def validate_tracker_name(name: str) -> str:
@@ -144,10 +142,9 @@ def bool_from_env(name: str, environ: Mapping[str, str] | None = None) -> bool:
     """A yes/no env var (``1/true/yes/on`` or ``0/false/no/off``; unset means no)."""
     env = os.environ if environ is None else environ
     raw = env.get(name, "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
+    found = bool_word(raw) if raw else False
+    if found is not None:
+        return found
     raise TrackerConfigError(f"{name}={raw!r}: expected one of 1/true/yes/on or 0/false/no/off")
 
 

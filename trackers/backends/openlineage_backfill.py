@@ -34,6 +34,7 @@ from trackers.backends.record_store import (
     RecordStoreTracker,
 )
 from trackers.ids import record_sort_key
+from trackers.jsonsafe import json_safe
 
 __all__ = ["store_writes"]
 
@@ -94,7 +95,8 @@ def _interface_writes(store: TrackerBase, run_id: str) -> list[Write]:
     writes = []
     for i, (kind, args) in enumerate(made):
         digest = hashlib.sha256(
-            json.dumps([run_id, kind, args], sort_keys=True, default=repr).encode("utf-8")
+            # the fallback forms of trackers.jsonsafe (a repr for what JSON cannot hold)
+            json.dumps(json_safe([run_id, kind, args])[0], sort_keys=True).encode("utf-8")
         ).hexdigest()[:32]
         writes.append(Write(kind, args, f"{start_ns + i * 1000:020d}-{digest}"))
     return writes

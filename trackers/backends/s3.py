@@ -73,7 +73,6 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from trackers.backends.catalog import CATALOG, SEGMENT_PREFIX
 from trackers.backends.record_store import (
     ARTIFACTS,
     LINKS,
@@ -84,7 +83,17 @@ from trackers.backends.record_store import (
     SUMMARY,
     RecordStoreTracker,
 )
-from trackers.config_text import load_mapping_config
+from trackers.config_options import (
+    FieldParser,
+    as_bool,
+    as_choice,
+    as_int,
+    as_number,
+    as_str,
+    check_known,
+    load_mapping_config,
+    parse_fields,
+)
 from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
 from trackers.ids import record_name
 from trackers.redact import looks_like_credential, redact
@@ -204,16 +213,12 @@ class S3Config:
                 "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or 'profile', ~/.aws/credentials, roles)"
             )
         known = {f.name for f in fields(cls)} - {"bucket", "prefix"}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TrackerConfigError(
-                f"unknown option(s) {unknown}; known: url, {', '.join(sorted(known))}"
-            )
-        values: dict[str, Any] = {}
-        for name, value in options.items():
-            if value is None:
-                continue
-            values[name] = _OPTION_PARSERS[name](name, value)
+        check_known(
+            options,
+            known,
+            lambda unknown: f"unknown option(s) {unknown}; known: url, {', '.join(sorted(known))}",
+        )
+        values = parse_fields(options, _OPTION_PARSERS)
         return cls(bucket=bucket, prefix=prefix, **values)
 
 
@@ -246,42 +251,8 @@ def _split_url(url: str) -> tuple[str, str, str]:
     return bucket, prefix, parts.query
 
 
-def _as_str(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise TrackerConfigError(f"option {name!r} must be a non-empty string")
-    return value.strip()
-
-
-def _as_bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise TrackerConfigError(f"option {name!r}={value!r}: expected true or false")
-
-
-def _as_number(name: str, value: object, low: float, high: float) -> float:
-    try:
-        number = float(str(value)) if not isinstance(value, bool) else float("nan")
-    except ValueError:
-        number = float("nan")
-    if not low <= number <= high:  # NaN fails too
-        raise TrackerConfigError(f"option {name!r}={value!r}: expected a number in [{low}, {high}]")
-    return number
-
-
-def _as_int(name: str, value: object, low: int, high: int) -> int:
-    number = _as_number(name, value, low, high)
-    if number != int(number):
-        raise TrackerConfigError(f"option {name!r}={value!r}: expected a whole number")
-    return int(number)
-
-
 def _as_endpoint(name: str, value: object) -> str:
-    text = _as_str(name, value)
+    text = as_str(name, value)
     parts = urlsplit(text)
     if "@" in parts.netloc:
         raise TrackerConfigError(
@@ -298,24 +269,17 @@ def _as_endpoint(name: str, value: object) -> str:
     return text.rstrip("/")
 
 
-def _as_retry_mode(name: str, value: object) -> str:
-    text = _as_str(name, value)
-    if text not in ("standard", "adaptive"):
-        raise TrackerConfigError(f"option {name!r}={text!r}: expected standard or adaptive")
-    return text
-
-
-_OPTION_PARSERS: Mapping[str, Callable[[str, object], object]] = {
+_OPTION_PARSERS: Mapping[str, FieldParser] = {
     "endpoint_url": _as_endpoint,
-    "region": _as_str,
-    "profile": _as_str,
-    "strict": _as_bool,
-    "retry_mode": _as_retry_mode,
-    "max_attempts": lambda n, v: _as_int(n, v, 1, 20),
-    "connect_timeout": lambda n, v: _as_number(n, v, 0.1, 300),
-    "read_timeout": lambda n, v: _as_number(n, v, 0.1, 300),
-    "max_workers": lambda n, v: _as_int(n, v, 1, 64),
-    "cache": _as_bool,
+    "region": as_str,
+    "profile": as_str,
+    "strict": as_bool,
+    "retry_mode": lambda n, v: as_choice(n, v, ("standard", "adaptive")),
+    "max_attempts": lambda n, v: as_int(n, v, 1, 20),
+    "connect_timeout": lambda n, v: as_number(n, v, 0.1, 300),
+    "read_timeout": lambda n, v: as_number(n, v, 0.1, 300),
+    "max_workers": lambda n, v: as_int(n, v, 1, 64),
+    "cache": as_bool,
 }
 
 
@@ -578,34 +542,6 @@ class S3Tracker(RecordStoreTracker):
                 if name:  # not the directory marker itself
                     names.append(name)
         return names
-
-    def _list_catalog(self) -> list[str]:
-        """The catalog objects only (one request), not the whole root listing."""
-        listing = self._dir_prefix(self.root)
-        names = []
-        paginator = self._client.get_paginator("list_objects_v2")
-        pages = self._call(
-            "ListObjectsV2",
-            listing + CATALOG,
-            lambda: iter(paginator.paginate(Bucket=self.bucket, Prefix=listing + CATALOG)),
-        )
-        while True:
-            page = self._call("ListObjectsV2", listing + CATALOG, lambda: next(pages, None))
-            if page is None:
-                break
-            for obj in page.get("Contents", ()):
-                name = str(obj["Key"])[len(listing) :]
-                if name == CATALOG or (name.startswith(SEGMENT_PREFIX) and "/" not in name):
-                    names.append(name)
-        return names
-
-    def _delete(self, keys: Sequence[str]) -> None:
-        for i in range(0, len(keys), 1000):
-            delete = {"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
-            try:
-                self._client.delete_objects(Bucket=self.bucket, Delete=delete)
-            except Exception as e:
-                raise self._failure("DeleteObjects", keys[i], e) from e
 
     def _reader_snapshots(self) -> bool:
         return self.config.cache

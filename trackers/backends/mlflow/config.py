@@ -10,7 +10,7 @@ import json
 import urllib.parse
 from dataclasses import dataclass
 
-from trackers.config_text import load_mapping_config
+from trackers.config_options import FieldParser, check_known, load_mapping_config, parse_fields
 from trackers.errors import TrackerConfigError
 from trackers.redact import looks_like_credential, redact
 
@@ -46,31 +46,10 @@ class MLflowConfig:
     def _from_mapping(cls, text: str) -> MLflowConfig:
         example = '{uri: "http://host:5000", experiment: "my-experiment", upload_artifacts: true}'
         data = load_mapping_config(text, example)
-        unknown = sorted(str(k) for k in set(data) - set(_CONFIG_KEYS))
-        if unknown:
-            raise TrackerConfigError(
-                f"unknown key(s) {unknown} in mapping config; known: {', '.join(_CONFIG_KEYS)}"
-            )
-        strings: dict[str, str | None] = {}
-        for key in ("uri", "experiment", "artifact_location"):
-            value = data.get(key)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise TrackerConfigError(f"{key!r} must be a non-empty string, got {value!r}")
-            strings[key] = value.strip() if isinstance(value, str) else None
-        flags: dict[str, bool] = {}
-        for key in ("upload_artifacts", "strict"):
-            value = data.get(key, False)
-            if not isinstance(value, bool):
-                raise TrackerConfigError(f"{key!r} must be true or false, got {value!r}")
-            flags[key] = value
-        uri = strings["uri"]
-        return cls(
-            uri=_checked_uri(uri) if uri is not None else None,
-            experiment=strings["experiment"],
-            artifact_location=strings["artifact_location"],
-            upload_artifacts=flags["upload_artifacts"],
-            strict=flags["strict"],
-        )
+        check_known(data, _CONFIG_KEYS)
+        values = parse_fields(data, _FIELD_PARSERS, skip_none=False)
+        uri = values.get("uri")
+        return cls(**{**values, "uri": _checked_uri(uri) if uri is not None else None})
 
     def to_string(self) -> str:
         """This config as a config string (the plain URI when nothing else is set)."""
@@ -84,6 +63,29 @@ class MLflowConfig:
         if set(mapping) <= {"uri"}:
             return self.uri or ""
         return json.dumps(mapping, ensure_ascii=False)
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    """A non-empty string (stripped), or ``None`` for an option given as ``null``."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise TrackerConfigError(f"{name!r} must be a non-empty string, got {value!r}")
+    return value.strip() if isinstance(value, str) else None
+
+
+def _flag(name: str, value: object) -> bool:
+    """A YAML/JSON boolean (``true``/``false``; YAML's ``yes``/``no`` read as booleans too)."""
+    if not isinstance(value, bool):
+        raise TrackerConfigError(f"{name!r} must be true or false, got {value!r}")
+    return value
+
+
+_FIELD_PARSERS: dict[str, FieldParser] = {
+    "uri": _optional_str,
+    "experiment": _optional_str,
+    "artifact_location": _optional_str,
+    "upload_artifacts": _flag,
+    "strict": _flag,
+}
 
 
 def _checked_uri(uri: str) -> str:
