@@ -10,13 +10,14 @@ is a single PUT.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import posixpath
 import stat
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -227,9 +228,12 @@ class FsspecTracker(RecordStoreTracker):
     def _put(self, run_id: str, key: str, data: bytes) -> None:
         self._mkdir(posixpath.dirname(key))
         if self._local:
-            tmp_dir = posixpath.join(self._run_dir(run_id), _TMP)
-            self._mkdir(tmp_dir)
-            tmp = posixpath.join(tmp_dir, uuid.uuid4().hex)
+            if run_id:
+                tmp_dir = posixpath.join(self._run_dir(run_id), _TMP)
+                self._mkdir(tmp_dir)
+                tmp = posixpath.join(tmp_dir, uuid.uuid4().hex)
+            else:  # a store-level object (the catalog): a file at the root, never a directory
+                tmp = posixpath.join(self.root, f"{_TMP}-{uuid.uuid4().hex}")
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
@@ -292,6 +296,30 @@ class FsspecTracker(RecordStoreTracker):
         except (FileNotFoundError, NotADirectoryError):
             return []
         return [posixpath.basename(str(e).rstrip("/")) for e in entries]
+
+    def _delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            try:
+                if self._local:
+                    os.unlink(key)
+                else:
+                    self.fs.rm_file(key)
+            except FileNotFoundError:
+                pass
+
+    @contextlib.contextmanager
+    def _catalog_lock(self) -> Iterator[object]:
+        """On a local disk an ``flock`` on ``<root>/.catalog.lock`` (renames cannot compare)."""
+        if not self._local:
+            yield None
+            return
+        self._mkdir(self.root)
+        with open(posixpath.join(self.root, ".catalog.lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield f
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def _list_versions(self, prefix: str) -> dict[str, str | None]:
         if not self._local:

@@ -73,6 +73,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from trackers.backends.catalog import CATALOG, SEGMENT_PREFIX
 from trackers.backends.record_store import (
     ARTIFACTS,
     LINKS,
@@ -542,6 +543,34 @@ class S3Tracker(RecordStoreTracker):
                 if name:  # not the directory marker itself
                     names.append(name)
         return names
+
+    def _list_catalog(self) -> list[str]:
+        """The catalog objects only (one request), not the whole root listing."""
+        listing = self._dir_prefix(self.root)
+        names = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = self._call(
+            "ListObjectsV2",
+            listing + CATALOG,
+            lambda: iter(paginator.paginate(Bucket=self.bucket, Prefix=listing + CATALOG)),
+        )
+        while True:
+            page = self._call("ListObjectsV2", listing + CATALOG, lambda: next(pages, None))
+            if page is None:
+                break
+            for obj in page.get("Contents", ()):
+                name = str(obj["Key"])[len(listing) :]
+                if name == CATALOG or (name.startswith(SEGMENT_PREFIX) and "/" not in name):
+                    names.append(name)
+        return names
+
+    def _delete(self, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), 1000):
+            delete = {"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+            try:
+                self._client.delete_objects(Bucket=self.bucket, Delete=delete)
+            except Exception as e:
+                raise self._failure("DeleteObjects", keys[i], e) from e
 
     def _reader_snapshots(self) -> bool:
         return self.config.cache
