@@ -178,7 +178,7 @@ class Api:
         try:
             query = RunsQuery(
                 offset=_int(request, "offset", 0) or 0,
-                limit=_int(request, "limit", 50) or 50,
+                limit=50 if (limit := _int(request, "limit", None)) is None else limit,
                 sort=q.get("sort") or "start_time",
                 descending=q.get("order", "desc") != "asc",
                 statuses=frozenset(s for s in q.getlist("status") if s),

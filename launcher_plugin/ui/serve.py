@@ -18,13 +18,15 @@ UI_INSTALL_HINT = "torchx tracker ui needs the ui extra: pip install 'torchx-lin
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (``port`` 0: a free one), not yet listening."""
+    """A TCP socket bound to ``host:port`` (``port`` 0: a free one) and listening, so a client
+    that reads the printed URL can connect at once (it waits in the backlog until uvicorn runs)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise

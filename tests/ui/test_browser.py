@@ -59,7 +59,7 @@ def test_click_through_runs_run_lineage_compare(
     page.locator(f'#runs tr[data-run-id="{h["train"]}"] a.run-link').first.click()
     page.wait_for_url(f"**/run?id={quote(h['train'], safe='')}")
     page.wait_for_selector("#charts[data-loaded=true]")
-    page.wait_for_function("document.querySelectorAll('.chart[data-drawn=true]').length === 3")
+    page.wait_for_selector(".chart[data-drawn=true] >> nth=2")
     charts = page.locator(".chart")
     assert {charts.nth(i).get_attribute("data-metric") for i in range(3)} == TRAIN_METRICS
     for i in range(3):
@@ -104,7 +104,7 @@ def test_click_through_runs_run_lineage_compare(
     page.click("#compare")
     page.wait_for_url("**/compare?**")
     page.wait_for_selector("body[data-loaded=true]")
-    page.wait_for_function("document.querySelectorAll('.chart[data-drawn=true]').length === 3")
+    page.wait_for_selector(".chart[data-drawn=true] >> nth=2")
     assert page.locator(".compared li").count() == 2
     diff = page.locator("#metadata-diff tbody tr")
     keys = {diff.nth(i).locator("th").inner_text() for i in range(diff.count())}
