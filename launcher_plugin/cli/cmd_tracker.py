@@ -1,7 +1,8 @@
 """``torchx tracker list {jobs,metadata,artifacts,lineage,metrics,summary}``: TorchX's, and more.
 
-Also ``torchx tracker reconcile`` (the scheduler's final state into open runs) and ``torchx
-tracker sync [RUN_ID | --all]`` (deliver what jobs left in the spool, :mod:`trackers.sync`).
+Also ``torchx tracker reconcile`` (the scheduler's final state into open runs), ``torchx
+tracker sync [RUN_ID | --all]`` (deliver what jobs left in the spool, :mod:`trackers.sync`) and
+``torchx tracker ui`` (a read-only web view, :mod:`launcher_plugin.ui`; imports the ui extra).
 
 Every subcommand takes ``--format table|json|csv`` and ``--tracker NAME[=CONFIG]`` to choose the
 store. Without ``--tracker`` the first configured tracker is used (``TORCHX_TRACKERS`` or
