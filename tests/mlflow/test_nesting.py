@@ -158,3 +158,12 @@ def test_dataset_ref_follows_mlflows_source_types(
     ref = dataset_ref(url)
     assert (ref.name, ref.source_type, json.loads(ref.source)) == (url, source_type, source)
     assert len(ref.digest) <= 36 and ref.digest == dataset_ref(url).digest
+
+
+def test_an_empty_source_id_is_a_link_only(
+    tracker: MLflowTracker, client: MlflowClient, experiment: str
+) -> None:
+    tracker.add_source(CHILD, "")  # as before: no run lookup, no dataset input
+    child = run_of(client, experiment, CHILD)
+    assert NEST not in child.data.tags and not child.inputs.dataset_inputs
+    assert [(s.source_run_id, s.artifact_name) for s in tracker.sources(CHILD)] == [("", None)]

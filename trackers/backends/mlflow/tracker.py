@@ -403,13 +403,14 @@ class MLflowTracker(LineageTracker):
                     mlflow_run,
                 ),
             ]
-            source_run = self._agreement.find(source_id)
+            # (an empty id names no run and no dataset: the link tags alone, as before)
+            source_run = self._agreement.find(source_id) if source_id else None
             if source_run is not None and artifact_name is None:
                 parent = self._nesting_parent(mlflow_run, source_run)
                 if parent is not None:
                     tags.append(RunTag(TAG_PARENT_RUN, parent))
             self._log(mlflow_run, tags=tags)
-            if source_run is None and not is_torchx_run_id(source_id):
+            if source_run is None and source_id and not is_torchx_run_id(source_id):
                 self._log_dataset_input(mlflow_run, source_id, artifact_name)
 
     def _nesting_parent(self, mlflow_run: str, source_run: str) -> str | None:
