@@ -97,7 +97,6 @@ class Delivery:
         self._adopted: list[Segment] = []
         self._closed = False
         self._wake = threading.Event()
-        self._compactions: list[threading.Event] = []  # waiters of compact()
         self.delivered = 0
         self.dropped = 0
         self._down_since: float | None = None
@@ -184,10 +183,7 @@ class Delivery:
         the whole ``timeout`` (see the module docstring; :attr:`gave_up_down` says why).
         Returns how many operations are left undelivered.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._drain_for_close(timeout)
-        if not self._entries and self.gave_up_down is None:
-            self.compact(time_left(deadline))
         with self._cond:
             self._closed = True
             left = len(self._entries)
@@ -199,34 +195,25 @@ class Delivery:
                 segment.release()
         if left == 0:
             self._thread.join(1.0)
+            if self.gave_up_down is None and not self._thread.is_alive():
+                self._compact()
         return left
 
-    def compact(self, timeout: float | None = None) -> bool:
-        """Have the delivery thread write the run's snapshots once what came before is delivered.
+    def _compact(self) -> None:
+        """Write the run's snapshots once everything is delivered (record stores only).
 
-        Only for backends that have ``compact(run_id)`` (the record stores). ``False`` if it did
-        not finish within ``timeout``; a failure is logged and only makes later reads slower.
+        Runs on the closing thread after the delivery thread stopped, so nothing else writes
+        through this object meanwhile. A failure is logged: reads stay correct, only slower.
         """
-        if not callable(getattr(self.tracker, "compact", None)):
-            return True
-        done = threading.Event()
-        with self._cond:
-            if self._closed:
-                return False
-            self._compactions.append(done)
-            self._cond.notify_all()
-        return done.wait(timeout)
-
-    def _compact(self, waiters: list[threading.Event]) -> None:
+        compact = getattr(self.tracker, "compact", None)
+        if not callable(compact):
+            return
         try:
-            getattr(self.tracker, "compact")(self.run_id)  # noqa: B009 - checked in compact()
-        except Exception as e:  # reads stay correct without a snapshot, only slower
+            compact(self.run_id)
+        except Exception as e:
             logger.info(
                 "tracking: could not compact run %s in %r: %s", self.run_id, self.tracker, e
             )
-        finally:
-            for done in waiters:
-                done.set()
 
     def _drain_for_close(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -261,18 +248,10 @@ class Delivery:
         backoff = RETRY_FIRST_S
         while True:
             with self._cond:
-                while not self._entries and not self._closed and not self._compactions:
+                while not self._entries and not self._closed:
                     self._cond.wait(0.5)  # also sees an entry queued without the lock
                 if self._closed:
                     return
-                if not self._entries:
-                    waiters, self._compactions = self._compactions, []
-                    self._cond.release()
-                    try:
-                        self._compact(waiters)
-                    finally:
-                        self._cond.acquire()
-                    continue
                 entry = self._entries[0]
             op = entry.op
             try:

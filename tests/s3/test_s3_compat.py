@@ -72,8 +72,9 @@ def pipeline(t: S3Tracker) -> None:
 def test_written_by_s3_read_through_s3fs_by_ours_and_torchx(store: Store, s3fs_py: Path) -> None:
     s3 = create_tracker(store.config())
     pipeline(s3)
-    s3.metadata(TRAIN)  # writes TRAIN/.cache/metadata, which the others must not trip over
-    assert any(k.endswith("/.cache/metadata") for k in store.keys())
+    s3.metadata(TRAIN)
+    s3.compact(TRAIN)  # TRAIN/.snapshot/*, .catalog-*: the others must not trip over them
+    assert any(k.endswith("/.snapshot/metadata") for k in store.keys())
 
     (seen,) = s3fs_side(s3fs_py, store, {"do": "dump", "runs": RUNS, "parent": PREPARE})
     ours, torchx = seen["ours"], seen["torchx"]

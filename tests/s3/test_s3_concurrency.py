@@ -75,9 +75,9 @@ def test_16_processes_x_200_records_are_exactly_3200(store: Store) -> None:
     assert metadata == {f"p{w}_{i}": i for w in range(PROCESSES) for i in range(RECORDS)}
     # 1000 names a page, then one listing of the packs each writer left (64 records each)
     assert requests.count("ListObjectsV2") == 5
-    # The read cached the 3200 records in one object: each process wrote 200, none twice.
-    cache_key = next(k for k in store.keys() if k.endswith("/.cache/metadata"))
+    # The read snapshotted the 3200 records in one object: each process wrote 200, none twice.
+    cache_key = next(k for k in store.keys() if k.endswith("/.snapshot/metadata"))
     cached = json.loads(store.read(cache_key))["records"]
     assert len(cached) == PROCESSES * RECORDS
-    by_pid = Counter(json.loads(text)["origin"]["pid"] for text in cached.values())
+    by_pid = Counter(record["origin"]["pid"] for record in cached.values())
     assert sorted(by_pid.values()) == [RECORDS] * PROCESSES

@@ -110,7 +110,7 @@ class Catalog:
             "version": CATALOG_VERSION,
             "runs": {run: entry.to_json() for run, entry in self.runs.items()},
         }
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 def segment(entries: Mapping[str, CatalogEntry]) -> bytes:

@@ -244,7 +244,7 @@ class RecordStoreTracker(LineageTracker):
                 if record is None:
                     continue
                 new_records += 1
-                snap.records[name] = {k: v for k, v in record.items() if k != "origin"}
+                snap.records[name] = record
             records.append({**record, "_key": key})
         files: dict[str, list[tuple[str, list[str]]]] = {}
         for torchx_dir in torchx_dirs:
@@ -337,7 +337,7 @@ class RecordStoreTracker(LineageTracker):
             self._read_records(run_id, category, compact=True)
         self._read_group(run_id, LINKS, (SOURCES, DESCENDANTS), compact=True)
         if self.has_run(run_id):
-            self._append_catalog(run_id, {run_id: self._derive_entry(run_id, compact=True)})
+            self._append_catalog(run_id, self._derive_entries(run_id, compact=True))
 
     # --- the catalog (see trackers.backends.catalog) ---
     def _list_catalog(self) -> list[str]:
@@ -412,17 +412,36 @@ class RecordStoreTracker(LineageTracker):
         entry.sources = dict.fromkeys(dedupe_links(self._source_links(run_id)))
         return entry
 
+    def _derive_entries(self, run_id: str, *, compact: bool = False) -> dict[str, CatalogEntry]:
+        """:meth:`_derive_entry`, plus the edges only the run's own descendant links hold (TorchX
+        appends to the parent's ``descendants/`` file but overwrites the child's ``sources/``)."""
+        entries = {run_id: self._derive_entry(run_id, compact=compact)}
+        for child in dedupe_links(self._descendant_links(run_id)):
+            edge = LinkedRun(run_id, child.artifact_name)
+            entries.setdefault(child.run_id, CatalogEntry()).sources[edge] = None
+        # and the names the run's parents hold for it (TorchX's second add_source of a pair)
+        for parent in {link.run_id for link in entries[run_id].sources}:
+            if self.has_run(parent):
+                for child in dedupe_links(self._descendant_links(parent)):
+                    if child.run_id == run_id:
+                        entries[run_id].sources[LinkedRun(parent, child.artifact_name)] = None
+        entries[run_id].sources = dict.fromkeys(dedupe_links(entries[run_id].sources))
+        return entries
+
     def _catalog_for(self, run_ids: Sequence[str]) -> Catalog:
         """The catalog, with entries derived (and stored) for the ``run_ids`` it lacks."""
         catalog = self._load_catalog()
         missing = [r for r in run_ids if r not in catalog.runs]
         if missing:
-            derived = {r: self._derive_entry(r) for r in missing}
-            for run, entry in derived.items():
+            derived = Catalog()
+            for run in missing:
+                for other, entry in self._derive_entries(run).items():
+                    derived.add(other, entry)
+            for run, entry in derived.runs.items():
                 catalog.add(run, entry)
             if self._reader_snapshots():
                 try:
-                    self._append_catalog(missing[0], derived)
+                    self._append_catalog(missing[0], derived.runs)
                 except (TrackerError, OSError) as e:  # read-only: reads still work
                     logger.info("could not store catalog entries (reads still work): %s", e)
         return catalog

@@ -52,7 +52,7 @@ class Snapshot:
                 for d, entries in self.files.items()
             },
         }
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = json.dumps(body, separators=(",", ":")).encode("ascii")
         return data if len(data) <= SNAPSHOT_MAX_BYTES else None
 
 
