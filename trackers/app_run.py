@@ -331,7 +331,7 @@ class AppRun:
             for delivery in list(self._deliveries.values()):
                 delivery.adopt_leftovers()  # what ended worker processes could not deliver
         for i, delivery in sorted(self._deliveries.items()):
-            left = delivery.close(time_left(deadline))
+            left = delivery.close(time_left(deadline), compact=not self._worker)
             if not left:
                 continue
             if delivery.spool_dir is not None:

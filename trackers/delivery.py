@@ -176,8 +176,11 @@ class Delivery:
             )
             return self._done_seq >= target
 
-    def close(self, timeout: float | None = None) -> int:
+    def close(self, timeout: float | None = None, *, compact: bool = True) -> int:
         """Flush within ``timeout``, stop, and leave what is not delivered in the spool.
+
+        With ``compact``, a record store then gets the run's snapshots written (the process
+        that started the run asks for it; a pool's workers do not, each would redo it).
 
         A store that is down when what is left is all spooled gets one short retry instead of
         the whole ``timeout`` (see the module docstring; :attr:`gave_up_down` says why).
@@ -195,7 +198,7 @@ class Delivery:
                 segment.release()
         if left == 0:
             self._thread.join(1.0)
-            if self.gave_up_down is None and not self._thread.is_alive():
+            if compact and self.gave_up_down is None and not self._thread.is_alive():
                 self._compact()
         return left
 
