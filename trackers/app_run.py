@@ -331,7 +331,10 @@ class AppRun:
             for delivery in list(self._deliveries.values()):
                 delivery.adopt_leftovers()  # what ended worker processes could not deliver
         for i, delivery in sorted(self._deliveries.items()):
-            left = delivery.close(time_left(deadline), compact=not self._worker)
+            # No compaction at exit: it read the whole run while a pool's workers were being
+            # torn down and hung forked-pool jobs (CI, 1 run in ~20). Readers and `torchx
+            # tracker compact` write the snapshots.
+            left = delivery.close(time_left(deadline), compact=False)
             if not left:
                 continue
             if delivery.spool_dir is not None:

@@ -8,6 +8,7 @@ deliver the rest anywhere. ``.acked`` counts what is delivered. Layout, format a
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import hashlib
 import json
@@ -24,6 +25,13 @@ from typing import IO, Any
 from trackers.env import ENV_TORCHX_TRACKER_SPOOL_DIR
 from trackers.ids import decode_run_id, encode_run_id
 from trackers.operations import Operation
+
+# Codecs are imported on first use. A delivery thread that is importing one (`encodings.ascii`
+# for the .acked files) when the process forks leaves that import's lock held in the child,
+# whose first use of the codec then fails ("unknown encoding: ascii") or hangs: seen in forked
+# Pool jobs. Looked up here, at import, they are loaded before any fork.
+for _codec in ("ascii", "utf-8"):
+    codecs.lookup(_codec)
 
 logger: logging.Logger = logging.getLogger(__name__)
 

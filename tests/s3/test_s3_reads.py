@@ -27,7 +27,11 @@ def test_a_compacted_run_reads_in_at_most_three_requests(
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: writer.add_metadata(RUN, **{f"k{i}": i}), range(N)))
         list(pool.map(lambda i: writer.add_artifact(RUN, f"a{i}", f"/p/{i}"), range(N)))
-        list(pool.map(lambda i: writer.add_source(RUN, PARENT, f"s{i}"), range(300)))
+    # Links one at a time: 16 threads rewriting one TorchX sources/ file can exhaust its 25
+    # conditional-write retries (a TrackerError; the link itself is kept in links/). What this
+    # test measures is the read side.
+    for i in range(300):
+        writer.add_source(RUN, PARENT, f"s{i}")
     writer.compact(RUN)
     writer.compact(PARENT)
     reader = make_s3_tracker()
