@@ -29,12 +29,13 @@ import binascii
 import contextlib
 import hashlib
 import re
+import string
 import time
 import uuid
 from base64 import b32decode, b32encode
 from collections.abc import Iterator
 from contextvars import ContextVar
-from functools import cache
+from functools import cache, lru_cache
 
 #: The operation being delivered, and how many record names it has taken so far.
 _operation: ContextVar[tuple[str, list[int]] | None] = ContextVar("_operation", default=None)
@@ -84,17 +85,41 @@ def shortened_digest(name_id: str) -> str | None:
     return found.group(1) if found else None
 
 
+@lru_cache(maxsize=65536)
 def encode_run_id(run_id: str) -> str:
     """``local_cwd://torchx/a-1`` -> a base32 name that is safe as a file or object key
     (TorchX's name for ids up to 155 bytes; see the module docstring for longer ones)."""
     return b32encode(id_bytes(path_id(run_id))).decode("ascii")
 
 
+_B32_BITS = str.maketrans(
+    {c: format(i, "05b") for i, c in enumerate(string.ascii_uppercase + "234567")}
+)
+_B32_NAME = re.compile(r"[A-Z2-7]*={0,6}\Z")
+#: Padding ('=' count) of a valid base32 group -> bytes short of the group's 5.
+_B32_PAD_BYTES = {0: 0, 1: 1, 3: 2, 4: 3, 6: 4}
+
+
+def _b32decode(name: str) -> bytes:
+    """``base64.b32decode`` for a string, twice as fast on valid names (a store listing decodes
+    every run's name; :mod:`base64` goes 8 characters at a time in Python). Anything that is
+    not plainly valid goes to :mod:`base64`, which raises as it always did."""
+    if len(name) % 8 or not _B32_NAME.match(name):
+        return b32decode(name.encode("ascii"))
+    body = name.rstrip("=")
+    short = _B32_PAD_BYTES.get(len(name) - len(body))
+    if short is None:
+        return b32decode(name.encode("ascii"))
+    size = len(name) // 8 * 5 - short
+    return int(body.translate(_B32_BITS)[: size * 8] or "0", 2).to_bytes(size, "big")
+
+
+@lru_cache(maxsize=65536)
 def decode_run_id(name: str) -> str | None:
     """Inverse of :func:`encode_run_id` (a shortened id comes back shortened); ``None`` for names
     that are not encoded run ids."""
     try:
-        raw = b32decode(name.encode("ascii"))
+        raw = _b32decode(name)
     except (binascii.Error, UnicodeError, ValueError):
         return None
     if not raw:

@@ -74,6 +74,7 @@ def torchx_distribution() -> str:
     names = importlib.metadata.packages_distributions().get("torchx", [])
     return names[0] if names else "torchx"
 
+
 #: Private TorchX names this package relies on: (module, attribute, which TorchX, what for).
 #: ``which`` is ``"all"``, ``"release"`` (0.7.0: no plugin registry) or ``"nightly"`` (has one).
 #: ``tests/test_torchx_private_apis.py`` asserts the installed TorchX has each that applies.
@@ -160,9 +161,7 @@ def install_tracked_schedulers(
     return originals
 
 
-def _tracked_factory(
-    path: str, name: str, wrap: Callable[[Any, str], Any]
-) -> Callable[..., Any]:
+def _tracked_factory(path: str, name: str, wrap: Callable[[Any, str], Any]) -> Callable[..., Any]:
     def create_scheduler(session_name: str, **kwargs: Any) -> Any:
         import importlib
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import pytest
 from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
 from trackers.backends.fsspec import FsspecTracker, create_tracker
+from trackers.backends.snapshots import SNAPSHOT_VERSION
 from trackers.ids import deterministic_record_names, encode_run_id
 from trackers.testing import PARENT, RUN
 
@@ -100,7 +102,24 @@ def test_broken_snapshot_is_ignored_and_rewritten(tmp_path: Path) -> None:
     snap.parent.mkdir(parents=True)
     snap.write_text("{not json")
     assert len(tracker.metadata(RUN)) == 20
-    assert json.loads(snap.read_text())["version"] == 1
+    assert json.loads(snap.read_text())["version"] == SNAPSHOT_VERSION
+
+
+def test_snapshot_of_the_previous_format_is_rewritten_and_origins_survive(tmp_path: Path) -> None:
+    tracker = create_tracker(str(tmp_path))
+    for i in range(20):
+        tracker.add_metadata(RUN, **{f"k{i}": i})
+    direct = [dict(r) for r in tracker._read_records(RUN, "metadata")]
+    snap = tmp_path / encode_run_id(RUN) / ".snapshot" / "metadata"
+    # version 1 kept each record whole, origin inline
+    snap.write_text(json.dumps({"version": 1, "records": {}, "files": {}}))
+    assert len(tracker.metadata(RUN)) == 20
+    body = json.loads(snap.read_text())
+    assert body["version"] == SNAPSHOT_VERSION
+    assert len(body["origins"]) == 1  # one writer: its origin is stored once
+    via_snapshot = create_tracker(str(tmp_path))._read_records(RUN, "metadata")
+    assert via_snapshot == direct
+    assert all(r["origin"]["pid"] == os.getpid() for r in via_snapshot)
 
 
 def test_torchx_link_file_changed_after_the_snapshot_is_read_again(tmp_path: Path) -> None:

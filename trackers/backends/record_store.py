@@ -53,6 +53,7 @@ import time
 import uuid
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, cast
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
@@ -219,40 +220,38 @@ class RecordStoreTracker(LineageTracker):
         :mod:`trackers.backends.snapshots`); the listings decide what exists. A read that had to
         fetch :data:`SNAPSHOT_MIN_NEW` or more (or ``compact``) writes a new snapshot.
         """
-        directory = posixpath.join(self._run_dir(run_id), category)
-        names = sorted(
-            (n for n in self._list_names(directory) if not n.startswith(".")),
-            key=record_sort_key,
-        )
+        directory = f"{self._run_dir(run_id)}/{category}"
+        listed = [n for n in self._list_names(directory) if n[:1] != "."]
         snapped = category in SNAPSHOT_CATEGORIES
         snap = self._load_snapshot(run_id, category) if snapped else Snapshot()
-        missing = [n for n in names if n not in snap.records]
+        held = snap.records
+        missing = [n for n in listed if n not in held]
+        if not missing and len(listed) == len(held):
+            names = list(held)  # the snapshot keeps name order: nothing to sort
+        else:
+            names = sorted(listed, key=record_sort_key)
         fetched = dict(
-            zip(
-                missing,
-                self._get_many([posixpath.join(directory, n) for n in missing]),
-                strict=True,
-            )
+            zip(missing, self._get_many([f"{directory}/{n}" for n in missing]), strict=True)
         )
         new_records = 0
         records = []
+        kept: dict[str, dict[str, Any]] = {}
         for name in names:
-            key = posixpath.join(directory, name)
-            record = snap.records.get(name)
+            key = f"{directory}/{name}"
+            record = held.get(name)
             if record is None:
                 record = self._parse_record(key, fetched.get(name))
                 if record is None:
                     continue
                 new_records += 1
-                snap.records[name] = record
+            kept[name] = record
             records.append({**record, "_key": key})
+        snap.records = kept
         files: dict[str, list[tuple[str, list[str]]]] = {}
         for torchx_dir in torchx_dirs:
             files[torchx_dir], changed = self._read_link_files(run_id, torchx_dir, snap)
             new_records += changed
         if snapped and (compact or (new_records >= SNAPSHOT_MIN_NEW and self._reader_snapshots())):
-            listed = set(names)
-            snap.records = {n: r for n, r in snap.records.items() if n in listed}
             self._write_snapshot(run_id, category, snap)
         return records, files
 
@@ -271,9 +270,15 @@ class RecordStoreTracker(LineageTracker):
         return record
 
     # --- snapshots ---
+    #: Whether reads may store what they derived for later readers: a snapshot after fetching
+    #: many records, catalog entries of runs the catalog lacked, a merge of many catalog
+    #: segments. Off for a viewer that must not write to the store (``torchx tracker ui``);
+    #: reads then cost what the first read of an uncompacted store costs, every time.
+    cache_on_read: bool = True
+
     def _reader_snapshots(self) -> bool:
-        """Whether a read that fetched many records stores a snapshot (``compact`` always does)."""
-        return True
+        """Whether a read may store a snapshot or catalog entries (``compact`` always does)."""
+        return self.cache_on_read
 
     def _snapshot_key(self, run_id: str, category: str) -> str:
         return posixpath.join(self._run_dir(run_id), SNAPSHOT_DIR, category)
@@ -683,6 +688,7 @@ def _named(links: Iterable[LinkedRun], artifact_name: str | None) -> list[Linked
     ]
 
 
+@lru_cache(maxsize=65536)
 def _torchx_link_name(name: str) -> bool:
     """Whether ``name`` is a TorchX link file's (the base32 of an id TorchX can write)."""
     other = decode_run_id(name)

@@ -11,7 +11,13 @@ and a file whose token changed is fetched again.
 
 Format (``<run>/.snapshot/<group>``, JSON)::
 
-    {"version": 1, "records": {name: record}, "files": {"sources": {name: [token, [lines]]}, ...}}
+    {"version": 2, "origins": [origin, ...], "records": {name: [origin index or -1, record]},
+     "files": {"sources": {name: [token, [lines]]}, ...}}
+
+Records are kept in name order (a reader whose listing holds exactly the snapshot's names takes
+that order without sorting) and without their ``origin``, which is stored once in ``origins``:
+the writers of a run are few, so this halves the bytes a reader parses. Snapshots of another
+version (version 1 kept the origin inline) are ignored and rewritten: they are only a cache.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 logger: logging.Logger = logging.getLogger(__name__)
 
 SNAPSHOT_DIR = ".snapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 #: A read that had to fetch this many records the snapshot did not hold writes a new snapshot.
 SNAPSHOT_MIN_NEW = 16
 #: No snapshot larger than this is written (it is read whole).
@@ -44,9 +50,24 @@ class Snapshot:
 
     def encode(self) -> bytes | None:
         """The object's bytes; ``None`` when it would exceed :data:`SNAPSHOT_MAX_BYTES`."""
+        origins: dict[str, int] = {}
+        origin_list: list[Any] = []
+        records: dict[str, list[Any]] = {}
+        for name, record in self.records.items():
+            if "origin" in record:
+                body_only = {k: v for k, v in record.items() if k != "origin"}
+                tag = json.dumps(record["origin"], sort_keys=True)
+                index = origins.get(tag)
+                if index is None:
+                    index = origins[tag] = len(origin_list)
+                    origin_list.append(record["origin"])
+                records[name] = [index, body_only]
+            else:
+                records[name] = [-1, record]
         body = {
             "version": SNAPSHOT_VERSION,
-            "records": self.records,
+            "origins": origin_list,
+            "records": records,
             "files": {
                 d: {n: [tok, lines] for n, (tok, lines) in entries.items()}
                 for d, entries in self.files.items()
@@ -66,13 +87,21 @@ def parse_snapshot(data: bytes | None, version: str | None, where: str) -> Snaps
             raise ValueError(f"not a version {SNAPSHOT_VERSION} snapshot")
         records = body.get("records") or {}
         files = body.get("files") or {}
+        origins = body.get("origins") or []
         if not isinstance(records, dict) or not isinstance(files, dict):
             raise ValueError("records or files is not a mapping")
+        if not isinstance(origins, list):
+            raise ValueError("origins is not a list")
     except (ValueError, RecursionError) as e:
         logger.info("ignoring unreadable snapshot %s (%s): records are read one by one", where, e)
         return Snapshot(version=version, exists=True)
     snap = Snapshot(version=version, exists=True)
-    snap.records = {k: v for k, v in records.items() if isinstance(k, str) and isinstance(v, dict)}
+    for name, entry in records.items():
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
+            index, record = entry
+            if isinstance(index, int) and 0 <= index < len(origins):
+                record["origin"] = origins[index]
+            snap.records[name] = record
     for directory, entries in files.items():
         if isinstance(entries, Mapping):
             snap.files[str(directory)] = {
