@@ -1,9 +1,13 @@
 """Benchmark: reads of compacted runs and of the catalog, ours against TorchX 0.7.0's
 ``FsspecTracker``, on the local disk, in one process (medians of ``--repeats``; ratio = TorchX
 time / ours). Rows: metadata()/artifacts()/sources()/descendants() of a run with N records
-(second read on: the first read writes the snapshot), run_ids() over R runs, runs_summary()
-and lineage of a chain. The S3 rows (request counts) are asserted in tests/s3/test_s3_reads.py;
-a timed S3 side (s3fs venv, 20 ms proxy latency) is not part of this script yet.
+(second read on: the first read writes the snapshot), the same reads of a run TorchX's own
+tracker wrote, run_ids() over R runs, runs_summary(), lineage of a chain, and add_source per
+call (synchronous, and through our AppRun, where the training thread only spools it).
+
+"warm" reads reuse one tracker object (a long-lived process: the UI, a notebook); "new process"
+reads build a new tracker object and clear the per-process caches (the base32 name decoding),
+as one ``torchx tracker list`` call does. The S3 rows are benchmarks/bench_reads_s3.py.
 
     .venv/bin/python benchmarks/bench_reads.py [--quick]
 """
@@ -33,11 +37,44 @@ def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
+def fresh_process_state() -> None:
+    """Forget what a process caches between reads (what a new ``torchx tracker`` call lacks)."""
+    from trackers.backends import record_store
+    from trackers.ids import decode_run_id, encode_run_id
+
+    decode_run_id.cache_clear()
+    encode_run_id.cache_clear()
+    record_store._torchx_link_name.cache_clear()
+
+
+def new_reader(root: str, read: Callable[[Any], Any]) -> Callable[[], Any]:
+    """A read by a new tracker object with the per-process caches cleared."""
+    from trackers.backends.fsspec import create_tracker
+
+    def call() -> Any:
+        fresh_process_state()
+        return read(create_tracker(root))
+
+    return call
+
+
+def per_call(fn: Callable[[int], Any], calls: int, repeats: int) -> list[float]:
+    """Seconds per call of ``fn(i)`` over ``calls`` calls, per repeat."""
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        for i in range(calls):
+            fn(r * calls + i)
+        times.append((time.perf_counter() - start) / calls)
+    return times
+
+
 def main() -> None:
     import fsspec
     from torchx.tracker.backend.fsspec import FsspecTracker as TorchxTracker
 
     from trackers.backends.fsspec import create_tracker
+    from trackers.ids import encode_run_id
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -73,6 +110,36 @@ def main() -> None:
             if torchx is not None:
                 row.samples[TORCHX] = timed(torchx, args.repeats)
             rows.append(row)
+        row = RowResult(f"metadata() of a run with {n} records, new process")
+        row.samples[OURS] = timed(new_reader(root, lambda t: t.metadata(run)), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.metadata(run), args.repeats)
+        rows.append(row)
+        row = RowResult(f"sources() of a run with {n} records, new process")
+        row.samples[OURS] = timed(new_reader(root, lambda t: t.sources(run)), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
+        rows.append(row)
+    with tempfile.TemporaryDirectory() as root:
+        # A store TorchX's own tracker wrote: no snapshot until a reader of ours stores one.
+        theirs = TorchxTracker(fsspec.filesystem("file"), root)
+        run, parent = "local_cwd://torchx/run", "local_cwd://torchx/parent"
+        for i in range(n):
+            theirs.add_metadata(run, **{f"k{i}": i})
+            theirs.add_source(run, f"local_cwd://torchx/src-{i}", "data")
+        first = create_tracker(root)
+        row = RowResult(f"metadata() of a TorchX-written run, {n} records, first read")
+        fresh_process_state()
+        row.samples[OURS] = timed(lambda: first.metadata(run), 1)
+        row.samples[TORCHX] = timed(lambda: theirs.metadata(run), args.repeats)
+        rows.append(row)
+        for label, read, torchx_read in (
+            ("metadata()", lambda t: t.metadata(run), lambda: theirs.metadata(run)),
+            ("sources()", lambda t: t.sources(run), lambda: theirs.sources(run)),
+        ):
+            new_reader(root, read)()  # the first read stores the snapshot
+            row = RowResult(f"{label} of a TorchX-written run, {n} records, second read on")
+            row.samples[OURS] = timed(new_reader(root, read), args.repeats)
+            row.samples[TORCHX] = timed(torchx_read, args.repeats)
+            rows.append(row)
     with tempfile.TemporaryDirectory() as root:
         ours = create_tracker(root)
         theirs = TorchxTracker(fsspec.filesystem("file"), root)
@@ -81,6 +148,10 @@ def main() -> None:
         ours.compact_catalog()
         row = RowResult(f"run_ids() over {runs} runs")
         row.samples[OURS] = timed(lambda: ours.run_ids(), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.run_ids(), args.repeats)
+        rows.append(row)
+        row = RowResult(f"run_ids() over {runs} runs, new process")
+        row.samples[OURS] = timed(new_reader(root, lambda t: t.run_ids()), args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.run_ids(), args.repeats)
         rows.append(row)
         row = RowResult(f"runs_summary() over {runs} runs (TorchX: no status; run_ids only)")
@@ -95,6 +166,43 @@ def main() -> None:
         row = RowResult(f"lineage of a {chain}-run chain (TorchX: NotImplementedError)")
         row.samples[OURS] = timed(lambda: ours.lineage(f"local_cwd://torchx/c-{chain // 2:04d}"), 3)
         rows.append(row)
+    with tempfile.TemporaryDirectory() as root:
+        from trackers import AppRun
+
+        ours = create_tracker(root + "/ours")
+        ours.add_metadata(parent, stage="data")
+        Path(root, "torchx").mkdir()
+        theirs = TorchxTracker(fsspec.filesystem("file"), root + "/torchx")
+        theirs.add_metadata(parent, stage="data")
+        # TorchX writes a child's reverse link only into a parent that has descendants/
+        Path(root, "torchx", encode_run_id(parent), "descendants").mkdir(parents=True)
+        calls = 50 if args.quick else 200
+        row = RowResult("add_source per call, new child each call (synchronous)")
+        row.samples[OURS] = per_call(
+            lambda i: ours.add_source(f"local_cwd://torchx/c-{i}", parent, "data"),
+            calls,
+            args.repeats,
+        )
+        row.samples[TORCHX] = per_call(
+            lambda i: theirs.add_source(f"local_cwd://torchx/c-{i}", parent, "data"),
+            calls,
+            args.repeats,
+        )
+        rows.append(row)
+        app_run = AppRun("local_cwd://torchx/job", [create_tracker(root + "/ours")])
+        row = RowResult("add_source per call through AppRun (the training thread's cost)")
+        row.samples[OURS] = per_call(
+            lambda i: app_run.add_source(f"local_cwd://torchx/src-{i}", "data"),
+            calls,
+            args.repeats,
+        )
+        row.samples[TORCHX] = per_call(
+            lambda i: theirs.add_source("local_cwd://torchx/job", f"local_cwd://torchx/src-{i}"),
+            calls,
+            args.repeats,
+        )
+        rows.append(row)
+        app_run.close()
     print(f"{'row':<70} {'torchx s':>10} {'ours s':>10} {'ratio':>7}")
     for row in rows:
         t, o, r = row.median(TORCHX), row.median(OURS), row.ratio()

@@ -92,8 +92,9 @@ def encode_run_id(run_id: str) -> str:
     return b32encode(id_bytes(path_id(run_id))).decode("ascii")
 
 
-_B32_BITS = str.maketrans(
-    {c: format(i, "05b") for i, c in enumerate(string.ascii_uppercase + "234567")}
+#: The base32 alphabet as the digits ``int(..., 32)`` reads (one C call decodes a whole name).
+_B32_DIGITS = str.maketrans(
+    string.ascii_uppercase + "234567", string.digits + string.ascii_lowercase[:22]
 )
 _B32_NAME = re.compile(r"[A-Z2-7]*={0,6}\Z")
 #: Padding ('=' count) of a valid base32 group -> bytes short of the group's 5.
@@ -101,9 +102,9 @@ _B32_PAD_BYTES = {0: 0, 1: 1, 3: 2, 4: 3, 6: 4}
 
 
 def _b32decode(name: str) -> bytes:
-    """``base64.b32decode`` for a string, twice as fast on valid names (a store listing decodes
-    every run's name; :mod:`base64` goes 8 characters at a time in Python). Anything that is
-    not plainly valid goes to :mod:`base64`, which raises as it always did."""
+    """``base64.b32decode`` for a string, about four times as fast on valid names (a store
+    listing decodes every run's name; :mod:`base64` goes 8 characters at a time in Python).
+    Anything that is not plainly valid goes to :mod:`base64`, which raises as it always did."""
     if len(name) % 8 or not _B32_NAME.match(name):
         return b32decode(name.encode("ascii"))
     body = name.rstrip("=")
@@ -111,7 +112,11 @@ def _b32decode(name: str) -> bytes:
     if short is None:
         return b32decode(name.encode("ascii"))
     size = len(name) // 8 * 5 - short
-    return int(body.translate(_B32_BITS)[: size * 8] or "0", 2).to_bytes(size, "big")
+    if not size:
+        return b""
+    # the bits past the last whole byte are padding; b32decode ignores them too
+    value = int(body.translate(_B32_DIGITS), 32) >> (len(body) * 5 - size * 8)
+    return value.to_bytes(size, "big")
 
 
 @lru_cache(maxsize=65536)

@@ -1,0 +1,47 @@
+"""Run-id encoding: the fast base32 decoder agrees with :mod:`base64` on every input."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+
+import pytest
+
+from trackers.ids import _b32decode, decode_run_id, encode_run_id
+
+
+def test_fast_base32_decoder_agrees_with_base64_on_valid_names() -> None:
+    rng = random.Random(20261205)
+    for _ in range(5000):
+        raw = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 80)))
+        assert _b32decode(base64.b32encode(raw).decode("ascii")) == raw
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["A", "AAAAAAA=", "AAAAAA==", "ab", "========", "MY======", "MZ======", "A=AAAAAA", "é"],
+)
+def test_fast_base32_decoder_accepts_and_refuses_what_base64_does(name: str) -> None:
+    try:
+        expected: object = base64.b32decode(name)
+    except (binascii.Error, ValueError):  # binascii.Error and UnicodeError are ValueErrors
+        expected = "refused"
+    try:
+        found: object = _b32decode(name)
+    except (binascii.Error, ValueError):
+        found = "refused"
+    assert found == expected
+
+
+@pytest.mark.parametrize(
+    "run_id", ["local_cwd://torchx/a-1", "slurm://s/123", "kubernetes://ns/é-日本", "x" * 155]
+)
+def test_run_ids_round_trip_through_their_names(run_id: str) -> None:
+    assert decode_run_id(encode_run_id(run_id)) == run_id
+
+
+def test_names_that_are_not_encoded_ids_decode_to_none() -> None:
+    assert decode_run_id(".catalog") is None
+    assert decode_run_id(".tmp") is None
+    assert decode_run_id("") is None
