@@ -156,6 +156,17 @@ class LineageTracker(TrackerBase):
             for run in ids
         ]
 
+    def status_history(self, run_id: str) -> list[tuple[float | None, str]]:
+        """Every recorded state of the run, oldest first: ``(seconds since the epoch, status)``.
+
+        Viewers show when a run started, failed or was retried without reaching into a
+        backend's storage. The default knows only :meth:`status`, with no time (``[]`` when
+        none was recorded); backends that keep each status (the record stores) or its time
+        (MLflow's end time) override it.
+        """
+        status = self.status(run_id)
+        return [] if status is None else [(None, status)]
+
     def set_status(self, run_id: str, status: RunStatus) -> None:
         """Record the run's state: RUNNING when it starts, then SUCCEEDED, FAILED or KILLED."""
         if status not in RUN_STATUSES:

@@ -10,6 +10,7 @@ for pytest's detailed assertion messages.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -269,6 +270,22 @@ class TrackerContract:
         assert tracker.status(RUN) == "RUNNING"
         tracker.set_status(RUN, "FAILED")
         assert tracker.status(RUN) == "FAILED"
+
+    def test_status_history_ends_with_the_status_and_its_times_are_real(
+        self, tracker: LineageTracker
+    ) -> None:
+        # A backend keeps every status (then all, in order) or only the last; a time it gives
+        # is when that status was recorded (seconds since the epoch), so ordered and in range.
+        assert tracker.status_history(RUN) == []
+        before = time.time()
+        tracker.set_status(RUN, "RUNNING")
+        tracker.set_status(RUN, "FAILED")
+        after = time.time()
+        history = tracker.status_history(RUN)
+        assert [s for _, s in history] in (["RUNNING", "FAILED"], ["FAILED"])
+        times = [t for t, _ in history if t is not None]
+        assert all(before - 1 <= t <= after + 1 for t in times), (before, history, after)
+        assert times == sorted(times)
 
     def test_status_rejects_unknown_values(self, tracker: LineageTracker) -> None:
         with pytest.raises(ValueError, match="SUCCEEDED"):

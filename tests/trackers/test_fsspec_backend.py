@@ -168,3 +168,16 @@ def test_relative_root_becomes_absolute(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     t = create_tracker("rel/runs")
     assert t.job_config(torchx_compatible=False) == os.path.join(str(tmp_path), "rel/runs")
+
+
+def test_status_history_keeps_every_status_with_its_record_time(tmp_path: Path) -> None:
+    # The record stores keep one record per status change: the history is all of them, in
+    # order, each with the time in its record name (what the web view's run page shows).
+    t = create_tracker(str(tmp_path))
+    for status in ("RUNNING", "FAILED", "RUNNING", "SUCCEEDED"):
+        t.set_status(RUN, status)  # type: ignore[arg-type]
+    history = create_tracker(str(tmp_path)).status_history(RUN)
+    assert [s for _, s in history] == ["RUNNING", "FAILED", "RUNNING", "SUCCEEDED"]
+    status_dir = next(p for p in tmp_path.iterdir() if p.is_dir()) / "status"
+    names = sorted(p.name for p in status_dir.iterdir() if not p.name.startswith("."))
+    assert [t for t, _ in history] == [int(n.split("-")[0]) / 1e9 for n in names]

@@ -663,6 +663,17 @@ class RecordStoreTracker(LineageTracker):
                 found = value
         return found
 
+    def status_history(self, run_id: str) -> list[tuple[float | None, str]]:
+        """Every status record, in write order, with the time its name carries (one read of the
+        category, as :meth:`status` makes); records of unknown statuses are left out."""
+        history: list[tuple[float | None, str]] = []
+        for record in self._read_records(run_id, STATUS):
+            value = record.get("status")
+            if value in RUN_STATUSES:
+                nanos = record_sort_key(posixpath.basename(record["_key"]))[0]
+                history.append((nanos / 1e9 if nanos else None, value))
+        return history
+
 
 class _GraphView:
     """The two reads :func:`walk_lineage` makes, answered from a :class:`CatalogGraph`."""

@@ -605,6 +605,20 @@ class MLflowTracker(LineageTracker):
                 return None
             return _STATUS_FROM_MLFLOW.get(self._client.get_run(mlflow_run).info.status)
 
+    def status_history(self, run_id: str) -> list[tuple[float | None, str]]:
+        """MLflow keeps only the last status: that one, with the run's end time when it ended
+        (:meth:`_set_status` sets it to when the job ended, also for a late delivery)."""
+        with self._calls.calling("status"):
+            mlflow_run = self._agreement.find(run_id)
+            if mlflow_run is None:
+                return []
+            info = self._client.get_run(mlflow_run).info
+        status = _STATUS_FROM_MLFLOW.get(info.status)
+        if status is None:
+            return []
+        ended = info.end_time if status != "RUNNING" and info.end_time else None
+        return [(ended / 1000 if ended is not None else None, status)]
+
 
 def create_tracker(config: str | None) -> MLflowTracker:
     """Entry-point factory: ``config`` is empty, a tracking URI, or a YAML/JSON mapping."""
