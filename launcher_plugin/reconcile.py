@@ -8,9 +8,10 @@ into the tracker (SUCCEEDED, FAILED, or KILLED for a cancelled job) with the met
 
 ``torchx run`` does the same by itself whenever it waits for the job to end (``local_cwd`` and
 the other local schedulers always, any scheduler with ``--wait``): once the app is terminal it
-reconciles that run in every tracker it was launched with (:func:`reconcile_run`), so a local
-job that was SIGKILLed is recorded FAILED before the scheduler, which knows only the jobs of the
-process that launched them, forgets it. A later ``torchx tracker reconcile`` of a ``local_cwd``
+reconciles that run in every tracker it was launched with (through each tracker's delivery and
+spool, as the launch record: :mod:`launcher_plugin.launcher_writes`), so a local job that was
+SIGKILLed is recorded FAILED before the scheduler, which knows only the jobs of the process that
+launched them, forgets it. A later ``torchx tracker reconcile`` of a ``local_cwd``
 run sees ``UNKNOWN``. Reconciling never changes ``torchx run``'s output or exit code; a failure
 is logged.
 """
@@ -59,6 +60,14 @@ def scheduler_state(runner: Runner, run_id: str) -> str:
     return status.state.name if status is not None else "UNKNOWN"
 
 
+def final_status(state: RunState) -> RunStatus | None:
+    """The status to record for ``state``: the scheduler's final state of a run the tracker
+    still has open; ``None`` when there is nothing to record."""
+    if state.recorded not in OPEN_STATUSES or state.scheduler not in AppState.__members__:
+        return None
+    return FINAL_STATES.get(AppState[state.scheduler])
+
+
 def run_states(
     tracker: LineageTracker, runner: Runner, run_ids: Iterable[str], *, write: bool
 ) -> list[RunState]:
@@ -74,7 +83,7 @@ def run_states(
             states.append(RunState(run_id, recorded, "-"))
             continue
         state = scheduler_state(runner, run_id)
-        final = FINAL_STATES.get(AppState[state]) if state in AppState.__members__ else None
+        final = final_status(RunState(run_id, recorded, state))
         if write and final is not None:
             tracker.set_status(run_id, final)
             tracker.add_metadata(run_id, **{"reconciled.from_scheduler": state})

@@ -11,9 +11,10 @@ Works with torchx 0.7.0 and torchx-nightly (whose ``run`` also takes ``--stdin``
 JSON object, since everything of ours goes to the log).
 
 When ``torchx run`` waits for the app to end (local schedulers, or ``--wait``), the run is then
-reconciled in each of those trackers (:func:`launcher_plugin.reconcile.reconcile_run`): a run the
-job left open (SIGKILL, OOM kill) gets the scheduler's final state. TorchX's exit code and output
-stay as they were; a failure to reconcile is logged.
+reconciled in each of those trackers (:func:`launcher_plugin.reconcile.run_states`): a run the
+job left open (SIGKILL, OOM kill) gets the scheduler's final state, written through each
+tracker's delivery and spool like the launch record. TorchX's exit code and output stay as they
+were; a failure to reconcile is logged.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from torchx.cli.cmd_run import CmdRun as TorchxCmdRun
 from torchx.cli.cmd_run import _parse_component_name_and_args
 from torchx.runner import Runner
 
+from launcher_plugin.inject import job_config
 from launcher_plugin.launch_record import launch_context
-from launcher_plugin.reconcile import RunState, reconcile_run
+from launcher_plugin.launcher_writes import LauncherWrites, Target
+from launcher_plugin.reconcile import RunState, final_status, run_states
 from launcher_plugin.secrets import ENV_TORCHX_TRACKER_SECRETS, check_secrets, parse_secrets
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.api import LineageTracker
@@ -39,9 +42,9 @@ from trackers.env import (
     tracker_config_env_var_name,
 )
 from trackers.errors import TrackerConfigError, UnsupportedOperation
-from trackers.ids import deterministic_record_names, record_name
 from trackers.redact import redact
 from trackers.registry import create_tracker
+from trackers.types import RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -161,22 +164,26 @@ class CmdRun(TorchxCmdRun):
     def _reconcile(self, runner: Runner, app_handle: str) -> None:
         """Record the scheduler's final state in each tracker that still has the run open.
 
-        A write-only tracker (one that cannot read the run's status, such as ``openlineage``)
-        gets the final state a readable tracker of this launch recorded, and only then. All
-        writes share one operation id, as the job's writes do, so the stores' records and the
-        events name the same time.
+        The trackers that can read the run's status are asked first (reads only); the writes
+        then go through each tracker's delivery and spool (:mod:`launcher_plugin.
+        launcher_writes`), so a tracker that is down now gets them from ``torchx tracker sync``
+        later. A write-only tracker (one that cannot read the run's status, such as
+        ``openlineage``) gets the final state a readable tracker of this launch found open,
+        and only then. Each write has one operation id for every tracker, as the job's writes
+        do, so the stores' records and the events name the same time.
         """
-        op_id = record_name()
-        recorded: RunState | None = None
-        write_only: list[tuple[str, LineageTracker]] = []
+        targets: dict[str, Target] = {}
+        open_in: dict[str, tuple[RunState, RunStatus]] = {}  # where the run is open: its final
+        write_only: list[str] = []
         for name, (config, origin) in self._trackers.items():
             try:
                 tracker = create_tracker(name, config, origin=origin)
-                with deterministic_record_names(op_id):
-                    state = reconcile_run(tracker, runner, app_handle)
+                targets[name] = Target(name, tracker, job_config(name, tracker, config))
+                if not isinstance(tracker, LineageTracker):
+                    continue  # TorchX's own trackers record no status
+                [state] = run_states(tracker, runner, [app_handle], write=False)
             except UnsupportedOperation:
-                if isinstance(tracker, LineageTracker):
-                    write_only.append((name, tracker))
+                write_only.append(name)
                 continue
             except Exception as e:  # never let tracking change how torchx run ends
                 logger.warning(
@@ -186,30 +193,30 @@ class CmdRun(TorchxCmdRun):
                     redact(f"{type(e).__name__}: {e}"),
                 )
                 continue
-            if state is not None and state.written is not None:
-                recorded = recorded or state
+            final = final_status(state)
+            if final is not None:
+                open_in[name] = (state, final)
+        if not open_in:
+            return
+        # One scheduler state for every tracker: the first that was asked (they agree unless
+        # the app changed state between two questions, which a terminal app does not).
+        state, final = next(iter(open_in.values()))
+        writes = LauncherWrites(app_handle, targets.values(), what="reconciled status")
+        try:
+            only = [*open_in, *write_only]
+            writes.submit("set_status", only=only, status=final)
+            writes.submit(
+                "add_metadata", only=only, values={"reconciled.from_scheduler": state.scheduler}
+            )
+        finally:
+            writes.close()
+        for name, (seen, _) in open_in.items():
+            if name not in writes.failed:
                 logger.info(
                     "tracker %s: recorded %s for %s (the job left it %s; scheduler: %s)",
                     name,
-                    state.written,
+                    final,
                     app_handle,
-                    state.recorded or "unset",
-                    state.scheduler,
-                )
-        if recorded is None or recorded.written is None:
-            return
-        for name, tracker in write_only:
-            try:
-                with deterministic_record_names(op_id):
-                    tracker.set_status(app_handle, recorded.written)
-                    tracker.add_metadata(
-                        app_handle, **{"reconciled.from_scheduler": recorded.scheduler}
-                    )
-            except Exception as e:  # never let tracking change how torchx run ends
-                logger.warning(
-                    "tracker %s: could not record %s for %s: %s",
-                    name,
-                    recorded.written,
-                    app_handle,
-                    redact(f"{type(e).__name__}: {e}"),
+                    seen.recorded or "unset",
+                    seen.scheduler,
                 )

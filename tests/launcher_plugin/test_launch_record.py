@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from torchx.specs import AppDef, AppDryRunInfo, Role
 
-from launcher_plugin.launch_record import launch_context, write_launch_record
+from launcher_plugin.launch_record import launch_context, pipeline_root, write_launch_record
 from launcher_plugin.plan import TrackingPlan
 from launcher_plugin.schedulers import install_tracking_hooks
 from trackers.backends.fsspec import create_tracker
+from trackers.errors import BackendUnavailable, TrackerError
 from trackers.snapshot import git_state
+from trackers.spool import spool_root
+from trackers.sync import sync_spool
 
 RUN = "local_cwd://torchx/train-1"
 PARENT = "local_cwd://torchx/prepare-1"
@@ -98,22 +101,69 @@ def test_record_says_what_was_launched_and_links_the_parent(tmp_path: Path) -> N
         }
     ]
     assert md["launch.parent_run_id"] == PARENT
+    assert md["launch.root_run_id"] == PARENT  # the parent has no parent of its own
     assert {"launch.user", "launch.host", "launch.time", "launch.cwd"} <= set(md)
     assert "pw" not in str(md["launch.scheduler_cfg"])
     assert [s.source_run_id for s in store.sources(RUN)] == [PARENT]
     assert store.run_ids(parent_run_id=PARENT) == [RUN]
 
 
-def test_a_failing_tracker_does_not_fail_the_launch(caplog: pytest.LogCaptureFixture) -> None:
-    class Unwritable:
+def test_a_tracker_that_rejects_the_record_does_not_fail_the_launch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Rejecting:
         def add_metadata(self, run_id: str, **kwargs: object) -> None:
-            raise PermissionError("read-only store")
+            raise TrackerError("the store rejects this record")
 
     plan = TrackingPlan(job_id="x", parent_run_id=None)
-    plan.trackers["broken"] = Unwritable()  # type: ignore[assignment]
+    plan.trackers["broken"] = Rejecting()  # type: ignore[assignment]
     write_launch_record(plan, RUN, dryrun_info({}))
     assert "launch record for local_cwd://torchx/train-1 not written" in caplog.text
-    assert "read-only store" in caplog.text
+    assert "the store rejects this record" in caplog.text
+
+
+def test_an_unreachable_tracker_keeps_the_record_in_the_spool(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down at launch: the record and the parent link wait in the launcher's spool (under the
+    config the job gets), and ``sync`` delivers them to the store once it is reachable."""
+
+    class Unreachable:
+        def add_metadata(self, run_id: str, **kwargs: object) -> None:
+            raise BackendUnavailable("connection refused")
+
+        add_source = add_metadata
+
+    store_root = tmp_path / "store"
+    plan = TrackingPlan(job_id="x", parent_run_id=PARENT)
+    plan.trackers["lineage_fsspec"] = Unreachable()  # type: ignore[assignment]
+    plan.env["TORCHX_TRACKER_LINEAGE_FSSPEC_CONFIG"] = str(store_root)
+    write_launch_record(plan, RUN, dryrun_info({}))
+    assert "torchx tracker sync local_cwd://torchx/train-1" in caplog.text
+    root = spool_root()
+    assert root is not None
+    [result] = sync_spool(root, RUN)
+    assert (result.tracker, result.delivered, result.left) == ("lineage_fsspec", 2, 0)
+    store = create_tracker(str(store_root))
+    assert store.metadata(RUN)["launch.parent_run_id"] == PARENT
+    assert [s.source_run_id for s in store.sources(RUN)] == [PARENT]
+    assert sync_spool(root, RUN) == []  # delivered once, nothing left
+
+
+def test_root_is_the_top_of_the_parent_chain(tmp_path: Path) -> None:
+    """A child's root is its parent's recorded root; a parent without one is followed up
+    through its own parent; a parent the store does not know is the root itself."""
+    store = create_tracker(str(tmp_path))
+    first, second, third = (f"local_cwd://torchx/step{i}-1" for i in (1, 2, 3))
+    assert pipeline_root([store], first) == first  # unknown to the store
+    store.add_metadata(first, **{"launch.run_id": first})
+    assert pipeline_root([store], first) == first  # known, no parent
+    store.add_metadata(second, **{"launch.parent_run_id": first})  # an older record: no root
+    assert pipeline_root([store], second) == first
+    store.add_metadata(third, **{"launch.parent_run_id": second, "launch.root_run_id": "X"})
+    assert pipeline_root([store], third) == "X"  # recorded: one read, not a walk
+    store.add_source("local_cwd://torchx/orphan-1", second)  # a job's link, no launch record
+    assert pipeline_root([store], "local_cwd://torchx/orphan-1") == first
 
 
 class FakeScheduler:
