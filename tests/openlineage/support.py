@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,12 @@ def distances(start: str, edges: set[tuple[str, str, str | None]], upwards: bool
 
 
 def run_step(
-    cwd: Path, trackers: list[str], step: str, parent: str | None, *script_args: str
+    cwd: Path,
+    trackers: list[str],
+    step: str,
+    parent: str | None,
+    *script_args: str,
+    extra_env: Mapping[str, str] | None = None,
 ) -> str:
     """``torchx run -s local_cwd`` one step of ``examples/pipeline``; returns its handle."""
     cmd = ["run", "-s", "local_cwd"]
@@ -171,7 +177,7 @@ def run_step(
     out = cwd / "pipeline-out" / step
     cmd += ["lineage.python", "--name", step, "--script", str(PIPELINE / f"{step}.py"), "--"]
     cmd += ["--out", str(out), *script_args]
-    done = torchx(cwd, *cmd)
+    done = torchx(cwd, *cmd, extra_env=extra_env)
     assert done.returncode == 0, f"{step} failed\n{done.stdout}\n{done.stderr[-4000:]}"
     handle = next(
         (line.strip() for line in done.stdout.splitlines() if line.startswith("local_cwd://")),
@@ -181,14 +187,28 @@ def run_step(
     return handle
 
 
-def run_pipeline(cwd: Path, trackers: list[str]) -> dict[str, str]:
+def run_pipeline(
+    cwd: Path, trackers: list[str], extra_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """prepare -> train -> evaluate, each linked to the one before; step name -> handle."""
     data = str(cwd / "pipeline-out" / "prepare" / "dataset.csv")
     model = str(cwd / "pipeline-out" / "train" / "model.json")
-    prepare = run_step(cwd, trackers, "prepare", None)
-    train = run_step(cwd, trackers, "train", prepare, "--data", data, "--dataset-run-id", prepare)
+    prepare = run_step(cwd, trackers, "prepare", None, extra_env=extra_env)
+    train = run_step(
+        cwd,
+        trackers,
+        "train",
+        prepare,
+        *("--data", data, "--dataset-run-id", prepare),
+        extra_env=extra_env,
+    )
     evaluate = run_step(
-        cwd, trackers, "evaluate", train, "--model", model, "--data", data, "--model-run-id", train
+        cwd,
+        trackers,
+        "evaluate",
+        train,
+        *("--model", model, "--data", data, "--model-run-id", train),
+        extra_env=extra_env,
     )
     return {"prepare": prepare, "train": train, "evaluate": evaluate}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openlineage.client.serde import Serde
 
 from tests.openlineage.conftest import free_port
 from trackers import AppRun
@@ -21,6 +22,7 @@ from trackers.backends.openlineage import (
     OpenLineageConfig,
     Write,
     create_tracker,
+    event_of,
     event_time,
     job_of,
     run_uuid,
@@ -183,3 +185,37 @@ def test_reads_raise_unsupported_and_apprun_falls_over(tmp_path: Path) -> None:
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["eventType"] for e in events] == ["RUNNING", "COMPLETE"]
     assert events[0]["outputs"][0]["name"] == "model"
+
+
+PARENT = "local_cwd://torchx/prepare-bx7k2c9dq1zz"
+ROOT = "local_cwd://torchx/ingest-cx7k2c9dq1zz"
+
+
+def _parent_of(write: Write) -> dict[str, Any] | None:
+    event = event_of("local_cwd://torchx/train-dx7k2c9dq1zz", write)
+    if event is None:
+        return None
+    facets = json.loads(Serde.to_json(event))["run"]["facets"]
+    parent: dict[str, Any] | None = facets.get("parent")
+    return parent
+
+
+def test_the_parent_facet_comes_with_the_launch_record_and_names_the_root() -> None:
+    """The launch record's event carries the parent facet, ``root`` from ``launch.root_run_id``
+    (a record written before that key: the parent); the parent link itself sends nothing, so a
+    run has one parent facet, the same from every path (live, sync, backfill)."""
+    op = START.op_id
+    launch = {"launch.run_id": "x", "launch.parent_run_id": PARENT, "launch.root_run_id": ROOT}
+    parent = _parent_of(Write("add_metadata", {"values": launch}, op))
+    assert parent is not None
+    assert parent["run"]["runId"] == run_uuid(PARENT) and parent["job"]["name"] == "prepare"
+    assert parent["root"]["run"]["runId"] == run_uuid(ROOT)
+    root_job = parent["root"]["job"]
+    assert (root_job["namespace"], root_job["name"]) == ("local_cwd://torchx", "ingest")
+    older = {k: v for k, v in launch.items() if k != "launch.root_run_id"}
+    parent = _parent_of(Write("add_metadata", {"values": older}, op))
+    assert parent is not None and parent["root"]["run"]["runId"] == run_uuid(PARENT)
+    link = Write("add_source", {"source_id": PARENT, "artifact_name": None}, op)
+    assert event_of("local_cwd://torchx/train-dx7k2c9dq1zz", link) is None
+    no_parent = {"launch.run_id": "x"}
+    assert _parent_of(Write("add_metadata", {"values": no_parent}, op)) is None

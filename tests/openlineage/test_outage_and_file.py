@@ -1,10 +1,12 @@
-"""The endpoint down during the jobs (the spool keeps the events, ``torchx tracker sync``
-delivers each once), and the file transport in a real job.
+"""The endpoint down during the jobs and during ``torchx run`` itself (the spool keeps the
+events, the job's and the launcher's: the launch record, the parent link, a reconciled status;
+``torchx tracker sync`` delivers each once), and the file transport in a real job.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,15 @@ from tests.openlineage.support import (
     schema_errors,
     torchx_run_id,
 )
+from trackers.backends.openlineage import run_uuid
 
 pytestmark = pytest.mark.e2e
+
+#: A job that starts its run, then dies by SIGKILL (it cannot record how it ended).
+KILLED = (
+    "import os, signal, time; from trackers import AppRun; AppRun.run_from_env(); "
+    "os.kill(os.getpid(), signal.SIGKILL); time.sleep(60)"
+)
 
 
 def _export(cwd: Path, store: str, out: Path) -> list[dict[str, Any]]:
@@ -71,22 +80,61 @@ def test_endpoint_down_during_the_jobs_then_sync_delivers_each_event_once(
     assert all(schema_errors(e) == [] for e in received)
     _one_start_one_end(received, runs)
 
-    # What is missing against the store is exactly what torchx run itself sends, unspooled:
-    # the launch record of each run and the --parent-run-id link of train and evaluate.
+    # Nothing is missing against the store: torchx run's own writes (the launch records with
+    # the parent facets, and the parent links) went through the spool too.
     exported = _export(tmp_path, store, tmp_path / "exported.jsonl")
-    assert not Counter(texts) - Counter(canonical(exported))
-    missing = [json.loads(t) for t in (Counter(canonical(exported)) - Counter(texts)).elements()]
-    launch = [e for e in missing if "torchx_launch" in e["run"]["facets"]]
-    parent_links = [e for e in missing if "parent" in e["run"]["facets"]]
+    assert canonical(exported) == texts
+    launch = [e for e in received if "torchx_launch" in e["run"]["facets"]]
     assert sorted(map(torchx_run_id, launch)) == sorted(runs)
-    assert sorted(map(torchx_run_id, parent_links)) == sorted(
-        [handles["train"], handles["evaluate"]]
-    )
-    assert len(missing) == len(launch) + len(parent_links)
+    parents = {
+        torchx_run_id(e): e["run"]["facets"]["parent"]
+        for e in launch[:]
+        if "parent" in e["run"]["facets"]
+    }
+    assert set(parents) == {handles["train"], handles["evaluate"]}
+    assert {p["root"]["run"]["runId"] for p in parents.values()} == {run_uuid(handles["prepare"])}
 
     again = torchx(tmp_path, "tracker", "sync", "--all", "--format", "json")
     assert again.returncode == 0, again.stderr
     assert canonical(endpoint.events()) == texts  # nothing sent twice
+
+
+def test_reconciled_fail_waits_in_the_spool_while_the_endpoint_is_down(
+    make_endpoint: Any, tmp_path: Path
+) -> None:
+    """A SIGKILLed job with the endpoint down: the job's START and torchx run's launch record
+    and reconciled FAIL all wait in the spool; after the endpoint starts, ``sync`` delivers
+    each exactly once, and they are the events the store's export gives."""
+    endpoint = make_endpoint(start=False)
+    store = f"lineage_fsspec={tmp_path / 'store'}"
+    done = torchx(
+        tmp_path,
+        *("run", "-s", "local_cwd", "--tracker", store, "--tracker"),
+        f"openlineage={endpoint.url}",
+        *("utils.python", "-c", KILLED),
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    [handle] = re.findall(r"^local_cwd://\S+$", done.stdout, re.MULTILINE)
+    assert "torchx tracker sync" in done.stderr  # the launcher says where its writes wait
+
+    endpoint.start()
+    synced = torchx(tmp_path, "tracker", "sync", "--all", "--format", "json")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    received = endpoint.events()
+    texts = canonical(received)
+    assert len(texts) == len(set(texts)), "an event arrived twice"
+    assert all(schema_errors(e) == [] for e in received)
+    kinds = Counter(e["eventType"] for e in received)
+    assert kinds["START"] == 1 and kinds["FAIL"] == 1, kinds
+    assert kinds["COMPLETE"] == kinds["ABORT"] == 0, kinds
+    assert sum("torchx_launch" in e["run"]["facets"] for e in received) == 1
+    assert {torchx_run_id(e) for e in received} == {handle}
+    # The store holds the same writes (the reconciled status under the same operation id).
+    assert canonical(_export(tmp_path, store, tmp_path / "exported.jsonl")) == texts
+    again = torchx(tmp_path, "tracker", "sync", "--all", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert canonical(endpoint.events()) == texts
 
 
 def test_file_transport_in_a_real_job(tmp_path: Path) -> None:

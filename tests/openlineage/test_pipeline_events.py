@@ -136,6 +136,29 @@ def test_launch_record_and_environment_facets(pipeline: Pipeline) -> None:
     ]
 
 
+def test_parent_facets_name_the_parent_and_the_root_of_the_pipeline(pipeline: Pipeline) -> None:
+    """prepare -> train -> evaluate: each child has one parent facet (on its launch record's
+    event), naming its direct parent and, as ``root``, the top of the chain: prepare for both."""
+    prepare, train, evaluate = (pipeline.handles[s] for s in ("prepare", "train", "evaluate"))
+
+    def ref(run: str) -> tuple[str, str, str]:
+        job = job_of(run)
+        return run_uuid(run), job.namespace, job.name
+
+    def named(part: dict[str, Any]) -> tuple[str, str, str]:
+        return part["run"]["runId"], part["job"]["namespace"], part["job"]["name"]
+
+    found: dict[str, list[tuple[Any, Any]]] = {prepare: [], train: [], evaluate: []}
+    for event in pipeline.events():
+        parent = event["run"]["facets"].get("parent")
+        if parent is not None:
+            assert "torchx_launch" in event["run"]["facets"], event  # the launch record's event
+            found[torchx_run_id(event)].append((named(parent), named(parent["root"])))
+    assert found[prepare] == []
+    assert found[train] == [(ref(prepare), ref(prepare))]
+    assert found[evaluate] == [(ref(train), ref(prepare))]
+
+
 def test_graph_from_events_equals_the_cli_lineage(pipeline: Pipeline) -> None:
     train = pipeline.handles["train"]
     done = torchx(

@@ -26,20 +26,28 @@ write                     event
 ``set_status``            RUNNING -> START, SUCCEEDED -> COMPLETE, FAILED -> FAIL (with an
                           ``errorMessage`` facet), KILLED -> ABORT
 ``add_source``            RUNNING; ``(source, artifact)`` is an input dataset (namespace the
-                          source run id, name the artifact); an unnamed link to a TorchX run id
-                          (the launcher's ``--parent-run-id`` link, ``TORCHX_PARENT_RUN_ID``) is
-                          the ``parent`` facet instead; an unnamed link to anything else (a
-                          dataset URL) is an input dataset named after the URL
+                          source run id, name the artifact); an unnamed link to anything but a
+                          TorchX run (a dataset URL) is an input dataset named after the URL; an
+                          unnamed link to a TorchX run (the parent link) sends nothing: the
+                          launch record carries the ``parent`` facet
 ``add_artifact``          RUNNING; output dataset (namespace the run id, name the artifact name),
                           with a ``symlinks`` facet to its path and ``torchx_artifact``
-``add_metadata``          OTHER, only for ``launch.*`` keys (facet ``torchx_launch``), ``env.*``
-                          keys (``torchx_environment``, ``processing_engine``) or
+``add_metadata``          OTHER, only for ``launch.*`` keys (facet ``torchx_launch``, and
+                          ``parent`` from ``launch.parent_run_id``/``launch.root_run_id``),
+                          ``env.*`` keys (``torchx_environment``, ``processing_engine``) or
                           ``error.message`` (``errorMessage``); other metadata sends nothing
 metrics, summaries        nothing
 ========================  =====================================================================
 
 Every event carries the ``torchx_run`` facet (the TorchX run id), ``runId`` =
 :func:`run_uuid` (UUIDv5 of the run id) and the job of :func:`job_of`.
+
+Why the parent facet rides on the launch record and not on the link: the facet's ``root`` (the
+top of the pipeline) is not in a link write, and an event must be a pure function of its write
+so that ``sync`` and the backfill send the very same one. The launch record holds both
+``launch.parent_run_id`` and ``launch.root_run_id`` and every store keeps it (MLflow too), so
+each run has exactly one parent facet, with the right root, from every path. The job needs no
+root of its own.
 """
 
 from __future__ import annotations
@@ -247,6 +255,25 @@ def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix) :]: _plain(v) for k, v in values.items() if k.startswith(prefix)}
 
 
+def parent_facet(parent_run_id: str, root_run_id: str) -> Any:
+    """The ``ParentRunFacet`` of a run launched with ``--parent-run-id PARENT``: the parent's
+    run and job, and ``root`` the top-level run of the pipeline (OpenLineage's root of the
+    hierarchy: the run at the top of the parent chain, which ``torchx run`` resolves from the
+    stores and records as ``launch.root_run_id``; the parent itself when it has no parent)."""
+    from openlineage.client.facet_v2 import parent_run
+
+    parent, root = job_of(parent_run_id), job_of(root_run_id)
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=run_uuid(parent_run_id)),
+        job=parent_run.Job(namespace=parent.namespace, name=parent.name),
+        root=parent_run.Root(
+            run=parent_run.RootRun(runId=run_uuid(root_run_id)),
+            job=parent_run.RootJob(namespace=root.namespace, name=root.name),
+        ),
+        producer=producer(),
+    )
+
+
 def event_of(run_id: str, write: Write) -> RunEvent | None:
     """The event for one write of ``run_id`` (see the module docstring), ``None`` if it sends
     none. A pure function: the same write gives the same event in any process."""
@@ -260,7 +287,6 @@ def event_of(run_id: str, write: Write) -> RunEvent | None:
     )
     from openlineage.client.facet_v2 import (
         error_message_run,
-        parent_run,
         processing_engine_run,
         symlinks_dataset,
     )
@@ -287,16 +313,9 @@ def event_of(run_id: str, write: Write) -> RunEvent | None:
         if artifact:
             inputs.append(InputDataset(namespace=source, name=str(artifact)))
         elif is_torchx_run_id(source):
-            parent_job = job_of(source)
-            run_facets["parent"] = parent_run.ParentRunFacet(
-                run=parent_run.Run(runId=run_uuid(source)),
-                job=parent_run.Job(namespace=parent_job.namespace, name=parent_job.name),
-                root=parent_run.Root(
-                    run=parent_run.RootRun(runId=run_uuid(source)),
-                    job=parent_run.RootJob(namespace=parent_job.namespace, name=parent_job.name),
-                ),
-                producer=made_by,
-            )
+            # The parent link: its facet goes out with the launch record, which also names the
+            # pipeline's root (a link alone cannot: see parent_facet).
+            return None
         else:
             namespace, name = dataset_of_url(source)
             inputs.append(InputDataset(namespace=namespace, name=name))
@@ -325,6 +344,12 @@ def event_of(run_id: str, write: Write) -> RunEvent | None:
         environment = _prefixed(values, "env.")
         if launch:
             run_facets["torchx_launch"] = custom["launch"](launch=launch, producer=made_by)
+            parent = launch.get("parent_run_id")
+            if isinstance(parent, str) and is_torchx_run_id(parent):
+                root = launch.get("root_run_id")
+                run_facets["parent"] = parent_facet(
+                    parent, root if isinstance(root, str) and is_torchx_run_id(root) else parent
+                )
         if environment:
             run_facets["torchx_environment"] = custom["environment"](
                 environment=environment, producer=made_by

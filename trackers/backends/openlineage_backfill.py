@@ -7,10 +7,19 @@ event_of` gives the very event the live ``openlineage`` tracker sent: same run U
 files) have no record and no time, and are not rebuilt.
 
 Any other store (MLflow, a third party's :class:`~trackers.api.LineageTracker`) is read through
-the tracker interface, which keeps no history: the launch record, the environment, each
-artifact and link and the last status become one write each, all at the time of
-``launch.time`` (or the epoch when the store has none), with operation ids derived from the run
-id and the write, so exporting twice sends the same events. Such events are not the live ones.
+the tracker interface (public reads only), which keeps no history of the other writes: the
+launch record (with the run's parent and root), each link and artifact, the environment, the
+error of a failed run and the last status become one write each, with operation ids derived
+from the run id and the write, so exporting twice sends the same events. They are the live
+events but for ``eventTime``: the launch record's is its ``launch.time`` (the second of the live
+one), the terminal status's is the time the store gives it (MLflow's end time: the live one to
+the millisecond), and the others, whose times such a store does not keep, follow the launch
+record a microsecond apart. A write made twice live with the same arguments (a link recorded
+twice) is one event here, as the store keeps it once.
+
+The record stores are read through their private ``_read_records``: the public reads merge the
+records (``metadata()``) or drop their names (``status_history()`` gives float seconds), and
+the operation id in each record's name is what makes the event the live one.
 """
 
 from __future__ import annotations
@@ -73,32 +82,39 @@ def _record_writes(store: RecordStoreTracker, run_id: str) -> list[Write]:
 def _interface_writes(store: TrackerBase, run_id: str) -> list[Write]:
     metadata = dict(store.metadata(run_id))
     start_ns = _launch_time_ns(metadata.get("launch.time"))
-    made: list[tuple[str, dict[str, Any]]] = []
+    made: list[tuple[str, dict[str, Any], int | None]] = []  # kind, args, time (ns) if known
     launch = {k: v for k, v in metadata.items() if k.startswith("launch.")}
     if launch:
-        made.append(("add_metadata", {"values": launch}))
+        made.append(("add_metadata", {"values": launch}, start_ns))
     for link in store.sources(run_id):
-        made.append(
-            ("add_source", {"source_id": link.source_run_id, "artifact_name": link.artifact_name})
-        )
-    status = store.status(run_id) if isinstance(store, LineageTracker) else None
+        args = {"source_id": link.source_run_id, "artifact_name": link.artifact_name}
+        made.append(("add_source", args, None))
+    history = store.status_history(run_id) if isinstance(store, LineageTracker) else []
+    status = history[-1][1] if history else None
     if status is not None:
-        made.append(("set_status", {"status": "RUNNING"}))
+        made.append(("set_status", {"status": "RUNNING"}, None))
     environment = {k: v for k, v in metadata.items() if k.startswith("env.")}
     if environment:
-        made.append(("add_metadata", {"values": environment}))
+        made.append(("add_metadata", {"values": environment}, None))
     for artifact in store.artifacts(run_id).values():
         args = {"name": artifact.name, "path": artifact.path, "metadata": artifact.metadata}
-        made.append(("add_artifact", args))
+        made.append(("add_artifact", args, None))
+    error = {k: v for k, v in metadata.items() if k.startswith("error.")}
+    if error:
+        made.append(("add_metadata", {"values": error}, None))
     if status not in (None, "RUNNING"):
-        made.append(("set_status", {"status": status}))
+        ended = history[-1][0]
+        # to the microsecond, the events' precision (float seconds hold no exact nanoseconds)
+        end_ns = round(ended * 1e6) * 1000 if ended is not None else None
+        made.append(("set_status", {"status": status}, end_ns))
     writes = []
-    for i, (kind, args) in enumerate(made):
+    for i, (kind, args, when) in enumerate(made):
         digest = hashlib.sha256(
             # the fallback forms of trackers.jsonsafe (a repr for what JSON cannot hold)
             json.dumps(json_safe([run_id, kind, args])[0], sort_keys=True).encode("utf-8")
         ).hexdigest()[:32]
-        writes.append(Write(kind, args, f"{start_ns + i * 1000:020d}-{digest}"))
+        at = when if when is not None else start_ns + i * 1000
+        writes.append(Write(kind, args, f"{at:020d}-{digest}"))
     return writes
 
 

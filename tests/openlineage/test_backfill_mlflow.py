@@ -1,0 +1,151 @@
+"""Backfill from a real MLflow server gives the pipeline's live events.
+
+One three-step ``torchx run -s local_cwd`` pipeline records into an fsspec store, an MLflow
+server (``mlflow server`` on 127.0.0.1 in its own process group, ``tests/mlflow/server.py``) and
+a live OpenLineage endpoint at once. ``torchx tracker export openlineage --all`` from each store
+must then send the live events: from fsspec exactly; from MLflow the same events (run UUIDs,
+jobs, event types, facets, inputs, outputs, parent facets with their root) with ``eventTime``
+differing only where MLflow keeps less: the launch record's is the second of the live one
+(``launch.time``), the terminal event's the live one to the millisecond (MLflow's end time), and
+the others, whose times MLflow does not keep, are derived (they still sort after the launch
+record and before the terminal event).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_support import torchx
+from tests.mlflow.server import MLFLOW_ENV_TO_DROP, running_mlflow_server
+from tests.openlineage.conftest import LineageEndpoint, free_port
+from tests.openlineage.support import (
+    TERMINAL,
+    canonical,
+    read_lines,
+    run_pipeline,
+    schema_errors,
+    torchx_run_id,
+)
+
+pytestmark = [pytest.mark.mlflow, pytest.mark.e2e]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    cwd: Path
+    fsspec: str
+    mlflow: str
+    env: dict[str, str]
+    handles: dict[str, str]
+    live: list[dict[str, Any]]
+
+    def export(self, store: str, name: str) -> list[dict[str, Any]]:
+        out = self.cwd / f"{name}.jsonl"
+        done = torchx(
+            self.cwd,
+            *("tracker", "export", "openlineage", "--all", "--tracker", store),
+            *("--to", f"file://{out}", "--format", "json"),
+            extra_env=self.env,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert {r["run_id"] for r in json.loads(done.stdout)} == set(self.handles.values())
+        return read_lines(out)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
+        endpoint = LineageEndpoint(tmp_path_factory.mktemp("endpoint"), free_port())
+        endpoint.start()
+        try:
+            cwd = tmp_path_factory.mktemp("pipeline")
+            env = {"MLFLOW_EXPERIMENT_NAME": "openlineage-backfill"}
+            fsspec = f"lineage_fsspec={cwd / 'store'}"
+            mlflow = f"mlflow={server.uri}"
+            trackers = [fsspec, mlflow, f"openlineage={endpoint.url}"]
+            handles = run_pipeline(cwd, trackers, extra_env=env)
+            yield Recorded(cwd, fsspec, mlflow, env, handles, endpoint.events())
+        finally:
+            endpoint.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tracking URI, experiment or credential from the developer's shell reaches the jobs."""
+    for key in MLFLOW_ENV_TO_DROP:
+        monkeypatch.delenv(key, raising=False)
+
+
+def _timeless(event: dict[str, Any]) -> str:
+    """An event as canonical JSON without its ``eventTime``."""
+    return json.dumps({k: v for k, v in event.items() if k != "eventTime"}, sort_keys=True)
+
+
+def _micros(event: dict[str, Any]) -> int:
+    """``eventTime`` in microseconds since the epoch."""
+    when = dt.datetime.fromisoformat(event["eventTime"])
+    return (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+
+
+def _one(events: list[dict[str, Any]], run: str, test: Any) -> dict[str, Any]:
+    [found] = [e for e in events if torchx_run_id(e) == run and test(e)]
+    return found
+
+
+def test_export_from_fsspec_is_the_live_events(recorded: Recorded) -> None:
+    assert recorded.live and all(schema_errors(e) == [] for e in recorded.live)
+    assert canonical(recorded.export(recorded.fsspec, "fsspec")) == canonical(recorded.live)
+
+
+def test_export_from_mlflow_is_the_live_events_but_for_time(recorded: Recorded) -> None:
+    exported = recorded.export(recorded.mlflow, "mlflow")
+    assert all(schema_errors(e) == [] for e in exported)
+    assert Counter(map(_timeless, exported)) == Counter(map(_timeless, recorded.live))
+    # the parts that tell the pipeline, said outright (they are inside the comparison above)
+    for run in recorded.handles.values():
+        mine = [e for e in exported if torchx_run_id(e) == run]
+        kinds = Counter(e["eventType"] for e in mine)
+        assert kinds["START"] == 1 and sum(kinds[k] for k in TERMINAL) == 1, kinds
+    parents = {
+        torchx_run_id(e): e["run"]["facets"]["parent"]["root"]["run"]["runId"]
+        for e in exported
+        if "parent" in e["run"]["facets"]
+    }
+    prepare_uuid = next(
+        e["run"]["runId"] for e in exported if torchx_run_id(e) == recorded.handles["prepare"]
+    )
+    assert parents == {
+        recorded.handles["train"]: prepare_uuid,
+        recorded.handles["evaluate"]: prepare_uuid,
+    }
+
+
+def test_mlflow_event_times_differ_only_by_what_mlflow_keeps(recorded: Recorded) -> None:
+    exported = recorded.export(recorded.mlflow, "mlflow-times")
+    for run in recorded.handles.values():
+
+        def launch(e: dict[str, Any]) -> bool:
+            return "torchx_launch" in e["run"]["facets"]
+
+        def end(e: dict[str, Any]) -> bool:
+            return e["eventType"] in TERMINAL
+
+        live_launch, ours_launch = (_one(x, run, launch) for x in (recorded.live, exported))
+        assert _micros(ours_launch) == _micros(live_launch) // 1_000_000 * 1_000_000
+        live_end, ours_end = (_one(x, run, end) for x in (recorded.live, exported))
+        assert _micros(ours_end) == round(_micros(live_end) / 1000) * 1000
+        mine = sorted((e for e in exported if torchx_run_id(e) == run), key=_micros)
+        assert mine[0] is ours_launch and mine[-1] is ours_end
+
+
+def test_mlflow_export_is_idempotent(recorded: Recorded) -> None:
+    first = recorded.export(recorded.mlflow, "mlflow-1")
+    assert canonical(recorded.export(recorded.mlflow, "mlflow-2")) == canonical(first)
