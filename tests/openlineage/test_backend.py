@@ -3,6 +3,7 @@ credentials kept out of text, reads refused, and AppRun falling over to a store.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -219,3 +220,66 @@ def test_the_parent_facet_comes_with_the_launch_record_and_names_the_root() -> N
     assert event_of("local_cwd://torchx/train-dx7k2c9dq1zz", link) is None
     no_parent = {"launch.run_id": "x"}
     assert _parent_of(Write("add_metadata", {"values": no_parent}, op)) is None
+
+
+def test_backfill_through_public_reads_gives_the_record_events_but_for_time(
+    tmp_path: Path,
+) -> None:
+    """The path MLflow takes (public reads only), run on a record store whose exact path is
+    known: a failed child run gives the same events (launch record with parent and root, link,
+    START, environment, artifact, error, FAIL) but for the times the public reads lack."""
+    from trackers.backends.fsspec import create_tracker as create_fsspec
+    from trackers.backends.openlineage_backfill import _interface_writes, store_writes
+    from trackers.operations import Operation
+
+    store = create_fsspec(str(tmp_path / "store"))
+    run = "local_cwd://torchx/train-dx7k2c9dq1zz"
+    writes = [
+        (
+            "add_metadata",
+            {
+                "values": {
+                    "launch.time": "2026-12-05T07:00:00+00:00",
+                    "launch.parent_run_id": PARENT,
+                    "launch.root_run_id": ROOT,
+                }
+            },
+        ),
+        ("add_source", {"source_id": PARENT, "artifact_name": "dataset"}),
+        ("set_status", {"status": "RUNNING"}),
+        ("add_metadata", {"values": {"env.python": "3.11", "lr": 0.1}}),
+        ("add_artifact", {"name": "model", "path": "/m.json", "metadata": {"rows": 3}}),
+        ("add_metadata", {"values": {"error.type": "ValueError", "error.message": "bad"}}),
+        ("set_status", {"status": "FAILED"}),
+    ]
+    # launch.time is the second of the launch record's operation, as torchx run writes it
+    start_ns = int(dt.datetime(2026, 12, 5, 7, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+    for i, (kind, args) in enumerate(writes):
+        op_id = f"{start_ns + 123_456_789 + i * 1000:020d}-{i:032x}"
+        Operation(op_id, kind, args).apply(store, run)
+
+    def events(made: list[Write]) -> list[dict[str, Any]]:
+        sent = [event_of(run, w) for w in made]
+        return [json.loads(Serde.to_json(e)) for e in sent if e is not None]
+
+    exact, public = events(store_writes(store, run)), events(_interface_writes(store, run))
+    assert [e["eventType"] for e in exact] == [
+        "OTHER",
+        "RUNNING",
+        "START",
+        "OTHER",
+        "RUNNING",
+        "OTHER",
+        "FAIL",
+    ]
+
+    def timeless(found: list[dict[str, Any]]) -> list[str]:
+        return sorted(json.dumps({**e, "eventTime": None}, sort_keys=True) for e in found)
+
+    assert timeless(public) == timeless(exact)
+    assert public[0]["eventTime"] == exact[0]["eventTime"][:19] + ".000000+00:00"
+    # the terminal time comes from status_history's float seconds: the live time to within the
+    # microsecond a float of seconds since 1970 can hold (~0.24 us), rounded
+    assert public[-1]["eventType"] == "FAIL"
+    ends = [dt.datetime.fromisoformat(e[-1]["eventTime"]) for e in (public, exact)]
+    assert abs(ends[0] - ends[1]) <= dt.timedelta(microseconds=1)
