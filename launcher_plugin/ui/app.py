@@ -15,7 +15,6 @@ import csv
 import io
 import ipaddress
 import json
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from pathlib import Path
@@ -36,9 +35,10 @@ from launcher_plugin.ui.data import (
     guarded,
     has_run,
     lineage_graph,
+    make_read_only,
     run_detail,
 )
-from launcher_plugin.ui.index import STATUS_FILTERS, RunIndex, RunsQuery
+from launcher_plugin.ui.index import STATUS_FILTERS, RunIndex, RunsQuery, read_gate
 from launcher_plugin.ui.series import DEFAULT_MAX_POINTS, chart_series, split_series
 from trackers.api import LineageTracker
 from trackers.jsonsafe import text_of
@@ -156,12 +156,13 @@ def _run_id(request: Request) -> str:
 
 
 class Api:
-    """The JSON endpoints over one tracker; every read holds :attr:`lock`."""
+    """The JSON endpoints over one tracker; every read is made under :attr:`gate` (a lock only
+    for a tracker that is not ours, see :func:`~launcher_plugin.ui.index.read_gate`)."""
 
     def __init__(self, tracker: TrackerBase, index: RunIndex) -> None:
         self.tracker = tracker
         self.index = index
-        self.lock = index.lock
+        self.gate = index.gate
 
     def store(self, request: Request) -> Response:
         return _json(
@@ -193,13 +194,13 @@ class Api:
             run_id = _run_id(request)
         except ValueError as e:
             return _bad_request(e)
-        with self.lock:
+        with self.gate:
             detail = run_detail(self.tracker, run_id)
         return _json(detail)
 
     def _points(self, run_id: str, name: str | None) -> dict[str, Any]:
         errors: dict[str, str] = {}
-        with self.lock:
+        with self.gate:
             exists = guarded(errors, "run", lambda: has_run(self.tracker, run_id), False)
             points: list[MetricPoint] = []
             if exists and isinstance(self.tracker, LineageTracker):
@@ -284,7 +285,7 @@ class Api:
                 raise ValueError(f"depth must be 0..{MAX_DEPTH}")
         except ValueError as e:
             return _bad_request(e)
-        with self.lock:
+        with self.gate:
             graph = lineage_graph(self.tracker, run_id, depth)
         return _json(graph)
 
@@ -299,7 +300,7 @@ class Api:
         metrics: dict[str, list[dict[str, object]]] = {}
         for run_id in ids:
             errors: dict[str, str] = {}
-            with self.lock:
+            with self.gate:
                 exists = guarded(errors, "run", partial(has_run, self.tracker, run_id), False)
                 md: dict[str, object] = {}
                 if exists:
@@ -373,8 +374,13 @@ def _page(title: str, script: str, vendored: tuple[str, ...]) -> Callable[[Reque
 
 
 def create_app(tracker: TrackerBase, *, bound_host: str = "127.0.0.1") -> tuple[ASGIApp, RunIndex]:
-    """The app over ``tracker`` and its runs index (not started: call ``index.start()``)."""
-    index = RunIndex(tracker, threading.RLock())
+    """The app over ``tracker`` and its runs index (not started: call ``index.start()``).
+
+    ``tracker`` is made read-only first (:func:`~launcher_plugin.ui.data.make_read_only`): the
+    view never writes to the store, not even a cache.
+    """
+    make_read_only(tracker)
+    index = RunIndex(tracker, read_gate(tracker))
     api = Api(tracker, index)
     routes: list[BaseRoute] = [
         Route(path, _page(*spec), methods=["GET"]) for path, spec in PAGES.items()

@@ -6,19 +6,21 @@ part that raises is reported by name with its error, and records the store skipp
 are listed with the run they belong to, so a broken record shows on the page, never as a
 server error. No web library is imported here.
 
-Two reads have no primitive of their own, and are built from what exists:
+The view must not change the store it shows: :func:`make_read_only` turns off what our
+record-store readers would otherwise write while reading (snapshots, catalog entries, catalog
+merges, S3's read cache), so browsing leaves every object as it was.
 
-* a run's **status history**: the record stores (fsspec, S3) keep every status record, named by
-  its time; the other backends give only the last status (:func:`status_history` is ``None``).
-* a **runs table row** costs three reads per run (metadata, status, sources); a store-wide
-  "rows of every run" primitive would make the first complete index one listing.
+A **runs table row** is the catalog's part (status, start, parents: one
+:meth:`~trackers.api.LineageTracker.runs_summary` for the whole store) plus what only the run's
+own records hold: the launch record (component, user, scheduler; one metadata read) and the time
+of its final status (duration; one :meth:`~trackers.api.LineageTracker.status_history` read).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
-import posixpath
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,12 +30,13 @@ from typing import Any, TypeVar
 from torchx.tracker.api import TrackerArtifact, TrackerBase
 
 from launcher_plugin.cli.render import to_jsonable
-from trackers.api import LineageTracker
-from trackers.ids import encode_run_id, record_sort_key
+from trackers.api import LineageTracker, RunSummary
+from trackers.backends.record_store import RecordStoreTracker
+from trackers.backends.s3 import S3Tracker
+from trackers.ids import encode_run_id
 from trackers.jsonsafe import text_of
 from trackers.lineage import walk_lineage
 from trackers.redact import redact
-from trackers.types import RUN_STATUSES
 
 __all__ = [
     "LAUNCH_PREFIX",
@@ -43,6 +46,7 @@ __all__ = [
     "damaged_for",
     "has_run",
     "lineage_graph",
+    "make_read_only",
     "read_row",
     "run_detail",
     "status_history",
@@ -106,29 +110,32 @@ def parse_time(value: object) -> float | None:
     return parsed.timestamp()
 
 
-def status_history(tracker: TrackerBase, run_id: str) -> list[dict[str, object]] | None:
-    """Every recorded status of the run, oldest first, with its time and origin.
+def make_read_only(tracker: TrackerBase) -> TrackerBase:
+    """``tracker`` set up so that reading writes nothing to its store; returns it.
 
-    Only the record stores keep them all (one record per change, named by its time); for any
-    other tracker this is ``None`` and only :meth:`~trackers.api.LineageTracker.status` is known.
+    Our record stores cache what a read derived, for the next reader: per-run snapshots,
+    catalog entries of runs the catalog lacks, merges of many catalog segments
+    (``cache_on_read``), and on S3 also a read cache of fetched records (its ``cache`` option,
+    which its reads consult instead of ``cache_on_read``). A viewer must leave the store as it
+    found it, so all of them are off; its reads then cost what an uncached first read costs.
+    MLflow and foreign trackers are not touched: their reads do not write.
     """
-    read = getattr(tracker, "_read_records", None)
-    if not callable(read):
+    if isinstance(tracker, RecordStoreTracker):
+        tracker.cache_on_read = False
+    if isinstance(tracker, S3Tracker) and tracker.config.cache:
+        tracker.config = dataclasses.replace(tracker.config, cache=False)
+    return tracker
+
+
+def status_history(tracker: TrackerBase, run_id: str) -> list[dict[str, object]] | None:
+    """Every status the store kept for the run, oldest first, each with its time or ``None``.
+
+    :meth:`~trackers.api.LineageTracker.status_history`: all of them for the record stores,
+    the last for MLflow; ``None`` for a tracker that is not ours (it records no status).
+    """
+    if not isinstance(tracker, LineageTracker):
         return None
-    history: list[dict[str, object]] = []
-    for record in read(run_id, "status"):
-        value = record.get("status")
-        if value not in RUN_STATUSES:
-            continue
-        nanos = record_sort_key(posixpath.basename(str(record.get("_key", ""))))[0]
-        history.append(
-            {
-                "status": value,
-                "time": nanos / 1e9 if nanos else None,
-                "origin": to_jsonable(record.get("origin")),
-            }
-        )
-    return history
+    return [{"status": s, "time": t} for t, s in tracker.status_history(run_id)]
 
 
 def _status(tracker: TrackerBase, run_id: str) -> str | None:
@@ -183,20 +190,29 @@ class RunRow:
         }
 
 
-def read_row(tracker: TrackerBase, run_id: str) -> RunRow:
-    """The run's row: launch record, status (and its history's times) and parents."""
+def read_row(tracker: TrackerBase, run_id: str, summary: RunSummary | None = None) -> RunRow:
+    """The run's row: launch record, status history (status, its times) and parents.
+
+    With the run's ``summary`` (from :meth:`~trackers.api.LineageTracker.runs_summary`) its
+    parents are taken from there: one read fewer per row.
+    """
     errors: dict[str, str] = {}
     md: dict[str, object] = guarded(errors, "metadata", lambda: dict(tracker.metadata(run_id)), {})
     history = guarded(errors, "status", lambda: status_history(tracker, run_id), None)
-    if history is None and "status" not in errors:
-        status = guarded(errors, "status", lambda: _status(tracker, run_id), None)
+    status = str(history[-1]["status"]) if history else None
+    if summary is not None:
+        parents = _unique(link.run_id for link in summary.parents)
     else:
-        status = str(history[-1]["status"]) if history else None
-    parents: list[str] = guarded(
-        errors, "sources", lambda: _unique(s.source_run_id for s in tracker.sources(run_id)), []
-    )
+        parents = guarded(
+            errors,
+            "sources",
+            lambda: _unique(s.source_run_id for s in tracker.sources(run_id)),
+            [],
+        )
     start = parse_time(md.get(f"{LAUNCH_PREFIX}time"))
     times = [h["time"] for h in history or () if isinstance(h["time"], float)]
+    if start is None:
+        start = summary.start_time if summary is not None and summary.start_time else None
     if start is None and times:
         start = times[0]
     end = None
@@ -218,6 +234,19 @@ def read_row(tracker: TrackerBase, run_id: str) -> RunRow:
         parents=parents,
         problems=problems,
         read_at=time.monotonic(),
+    )
+
+
+def summary_row(summary: RunSummary) -> RunRow:
+    """A row with only what the catalog knows (status, start, parents), shown and sorted until
+    the run's own records are read."""
+    scheduler = summary.run_id.split("://", 1)[0] if "://" in summary.run_id else None
+    return RunRow(
+        run_id=summary.run_id,
+        status=summary.status,
+        start_time=summary.start_time,
+        scheduler=scheduler,
+        parents=_unique(link.run_id for link in summary.parents),
     )
 
 
@@ -245,7 +274,7 @@ def run_detail(tracker: TrackerBase, run_id: str) -> dict[str, object]:
         errors, "artifacts", lambda: list(tracker.artifacts(run_id).values()), []
     )
     history = guarded(errors, "status", lambda: status_history(tracker, run_id), None)
-    status = guarded(errors, "status", lambda: _status(tracker, run_id), None)
+    status = str(history[-1]["status"]) if history else None
     summary: Mapping[str, object] = {}
     children: list[object] = []
     if isinstance(tracker, LineageTracker):

@@ -1,29 +1,43 @@
-"""The runs table's rows: read once in the background, served a page at a time.
+"""The runs table's rows: the store's catalog at once, each run's own records as they are needed.
 
-Listing a store's run ids is one listing (one request per 1000 runs on S3); a row costs a few
-reads per run (:func:`~launcher_plugin.ui.data.read_row`). So the first page never waits for
-the whole store: it sorts and filters the rows read so far (rows not read yet go last, by id),
-reads the rows of that page on the spot, and says how far the background reading has got. The
-page asks again until it is done. Rows of runs that have not ended are read again when shown
-after :attr:`RunIndex.row_ttl` seconds; the ids are listed again after :attr:`RunIndex.list_ttl`.
+A row has two parts. Status, start and parents of every run come from one
+:meth:`~trackers.api.LineageTracker.runs_summary` (the record stores' catalog: a few requests
+for the whole store when its segments are merged). Component, user, scheduler and duration come
+from the run's own records (:func:`~launcher_plugin.ui.data.read_row`: its launch record and its
+status history), a few requests per run.
 
-Every read of the tracker holds one lock, so the reader thread and the requests never use a
-backend's client at the same time.
+So a page never waits for the whole store. The run ids come from one listing; the table is
+sorted and filtered over what is known so far (catalog rows, rows read; runs known by id only go
+last, by id), and only the rows of the page shown are read on the spot, concurrently, in a
+bounded thread pool. A background thread loads the catalog and then reads every other run's row
+in a second pool, so sorting by component or duration covers every run once it is done; the
+page says how far it has got and asks again until then. Pages go first: the background starts
+once the first page has been served (or after :data:`FIRST_PAGE_GRACE_S` without one), and
+reads no new row while a page's rows are being read. (A catalog nobody merged is ~3 objects per
+run; loading it beside the first page made that page wait for the store's every segment.)
+
+No lock is held across reads of different runs: our trackers are safe to share between threads
+(S3 and MLflow say so; the fsspec backend keeps no per-read state). A tracker that is not ours
+may not be, so its reads go one at a time through :attr:`RunIndex.gate`. A row being read is
+read once: a page that needs it waits for the read already under way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from torchx.tracker.api import TrackerBase
 
-from launcher_plugin.ui.data import TERMINAL, RunRow, describe_error, read_row
+from launcher_plugin.ui.data import TERMINAL, RunRow, describe_error, read_row, summary_row
+from trackers.api import LineageTracker, RunSummary
 
-__all__ = ["SORT_KEYS", "STATUS_FILTERS", "RunIndex", "RunsQuery"]
+__all__ = ["PAGE_WORKERS", "SORT_KEYS", "STATUS_FILTERS", "RunIndex", "RunsQuery", "read_gate"]
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -44,6 +58,21 @@ SORT_KEYS: dict[str, SortKey] = {
 STATUS_FILTERS = ("RUNNING", "SUCCEEDED", "FAILED", "KILLED", "NONE")
 
 MAX_LIMIT = 500
+#: Rows of the page being served read at once (each a few requests; S3 fetches a run's records
+#: with its own pool too, so this stays below its connection pool of 16).
+PAGE_WORKERS = 8
+#: Rows the background thread reads at once: fewer, so pages keep most of the store's attention.
+FILL_WORKERS = 4
+#: How long the background waits for a first page before it starts reading anyway (s).
+FIRST_PAGE_GRACE_S = 1.0
+
+
+def read_gate(tracker: TrackerBase) -> contextlib.AbstractContextManager[object]:
+    """What every read of ``tracker`` is made under: nothing for our trackers, a lock for a
+    tracker that is not ours (it never said it may be used by several threads at once)."""
+    if isinstance(tracker, LineageTracker):
+        return contextlib.nullcontext()
+    return threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -67,7 +96,7 @@ class RunsQuery:
             raise ValueError(f"offset must be >= 0 and limit 1..{MAX_LIMIT}")
 
     def matches(self, run_id: str, row: RunRow | None) -> bool:
-        """Whether the run passes the filters (an unread run passes on its id alone)."""
+        """Whether the run passes the filters (a run known by id only passes on its id)."""
         if self.statuses:
             if row is None or (row.status or "NONE") not in self.statuses:
                 return False
@@ -80,51 +109,97 @@ class RunsQuery:
 
 
 class RunIndex:
-    """Rows of every run in ``tracker``, filled by a background thread."""
+    """Rows of every run in ``tracker``: the catalog's part for all, the rest as read."""
 
+    #: Run ids are listed again after this (s).
     list_ttl: float = 5.0
+    #: The catalog (:meth:`~trackers.api.LineageTracker.runs_summary`) is read again after this
+    #: (s); runs listed since are read row by row meanwhile.
+    summary_ttl: float = 60.0
+    #: A row of a run that has not ended is read again when shown after this (s).
     row_ttl: float = 10.0
 
-    def __init__(self, tracker: TrackerBase, lock: threading.RLock) -> None:
+    def __init__(self, tracker: TrackerBase, gate: contextlib.AbstractContextManager[object]):
         self.tracker = tracker
-        self.lock = lock
+        self.gate = gate
         self._rows: dict[str, RunRow] = {}
+        self._summaries: dict[str, RunSummary] = {}
+        self._summary_at = float("-inf")
+        self._summary_error: str | None = None
         self._ids: list[str] = []
         self._listed_at = float("-inf")
         self._list_error: str | None = None
+        self._reading: dict[str, Future[RunRow]] = {}
+        self._state = threading.Lock()  # guards _reading only, never held during a read
+        self._first_page = threading.Event()
+        self._pages = 0  # page reads under way; the background waits for none
+        self._quiet = threading.Condition()
+        self._listing = threading.Lock()  # one listing at a time
+        self._page_pool = ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="tracker-ui-page")
+        self._fill_pool = ThreadPoolExecutor(FILL_WORKERS, thread_name_prefix="tracker-ui-fill")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- background reading ---
     def start(self) -> None:
-        """Start reading every run's row in a daemon thread."""
+        """Start reading the catalog and every run's row in a daemon thread."""
         self._thread = threading.Thread(target=self._fill, name="tracker-ui-index", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the reader (it finishes the row it is reading)."""
+        """Stop the reader (rows under way are finished) and the pools."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._page_pool.shutdown(wait=False, cancel_futures=True)
+        self._fill_pool.shutdown(wait=False, cancel_futures=True)
 
     def _fill(self) -> None:
+        self.run_ids()
+        self._first_page.wait(FIRST_PAGE_GRACE_S)
         while not self._stop.is_set():
-            for run_id in self.run_ids():
+            self.run_ids()
+            if time.monotonic() - self._summary_at >= self.summary_ttl:
+                self._load_summaries()
+            todo = [i for i in self.run_ids() if i not in self._rows]
+            for start in range(0, len(todo), FILL_WORKERS):
+                self._wait_for_pages()
                 if self._stop.is_set():
                     return
-                if run_id not in self._rows:
-                    self.row(run_id)
+                batch = todo[start : start + FILL_WORKERS]
+                wait([self._submit(run_id, self._fill_pool) for run_id in batch])
             self._stop.wait(self.list_ttl)
+
+    def _wait_for_pages(self) -> None:
+        """Until no page is having its rows read (or the index stops)."""
+        with self._quiet:
+            while self._pages and not self._stop.is_set():
+                self._quiet.wait(0.5)
+
+    def _load_summaries(self) -> None:
+        """Status, start and parents of every run (the store's catalog), when the tracker has it."""
+        if not isinstance(self.tracker, LineageTracker):
+            self._summary_at = time.monotonic()
+            return
+        try:
+            summaries = self.tracker.runs_summary()
+            self._summaries = {s.run_id: s for s in summaries}
+            self._summary_error = None
+        except Exception as e:  # noqa: BLE001 - shown on the page; rows are still read one by one
+            self._summary_error = describe_error(e)
+            logger.warning("reading the store's catalog failed: %s", self._summary_error)
+        self._summary_at = time.monotonic()
 
     # --- reads ---
     def run_ids(self) -> list[str]:
         """Every run id, listed again when the last listing is older than :attr:`list_ttl`."""
         if time.monotonic() - self._listed_at < self.list_ttl:
             return self._ids
-        with self.lock:
+        with self._listing:
             if time.monotonic() - self._listed_at >= self.list_ttl:
                 try:
-                    self._ids = list(self.tracker.run_ids())
+                    with self.gate:
+                        self._ids = list(self.tracker.run_ids())
                     self._list_error = None
                 except Exception as e:  # noqa: BLE001 - shown on the page, keep the last list
                     self._list_error = describe_error(e)
@@ -132,17 +207,60 @@ class RunIndex:
                 self._listed_at = time.monotonic()
         return self._ids
 
-    def row(self, run_id: str) -> RunRow:
-        """The run's row, read now if it was never read or is stale (run not ended)."""
+    def _current(self, run_id: str) -> RunRow | None:
+        """The run's row if it was read and needs no new read (ended, or read lately)."""
         row = self._rows.get(run_id)
         if row is not None and (row.status in TERMINAL or self._fresh(row)):
             return row
-        with self.lock:
-            row = self._rows.get(run_id)
-            if row is None or not (row.status in TERMINAL or self._fresh(row)):
-                row = read_row(self.tracker, run_id)
-                self._rows[run_id] = row
-        return row
+        return None
+
+    def _submit(self, run_id: str, pool: ThreadPoolExecutor) -> Future[RunRow]:
+        """The read of the run's row: done already, under way, or started now in ``pool``."""
+        done = self._current(run_id)
+        if done is not None:
+            finished: Future[RunRow] = Future()
+            finished.set_result(done)
+            return finished
+        with self._state:
+            future = self._reading.get(run_id)
+            if future is None:
+                future = pool.submit(self._read, run_id)
+                self._reading[run_id] = future
+        return future
+
+    def _read(self, run_id: str) -> RunRow:
+        try:
+            with self.gate:
+                row = read_row(self.tracker, run_id, self._summaries.get(run_id))
+            self._rows[run_id] = row
+            return row
+        finally:
+            with self._state:
+                self._reading.pop(run_id, None)
+
+    def rows(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """The rows of ``run_ids``, those not read (or stale) read now, concurrently."""
+        with self._quiet:
+            self._pages += 1
+        try:
+            futures = [self._submit(run_id, self._page_pool) for run_id in run_ids]
+            return [f.result() for f in futures]
+        finally:
+            with self._quiet:
+                self._pages -= 1
+                self._quiet.notify_all()
+
+    def row(self, run_id: str) -> RunRow:
+        """The run's row, read now if it was never read or is stale (run not ended)."""
+        return self.rows([run_id])[0]
+
+    def known(self, run_id: str) -> RunRow | None:
+        """What is known of the run without reading: its row, else its catalog row."""
+        row = self._rows.get(run_id)
+        if row is not None:
+            return row
+        summary = self._summaries.get(run_id)
+        return None if summary is None else summary_row(summary)
 
     def _fresh(self, row: RunRow) -> bool:
         return time.monotonic() - row.read_at < self.row_ttl
@@ -151,39 +269,46 @@ class RunIndex:
         """How far the background reading has got."""
         ids = self._ids
         done = sum(1 for i in ids if i in self._rows)
+        catalog = not isinstance(self.tracker, LineageTracker) or self._summary_at > float("-inf")
         return {
             "runs": len(ids),
             "read": done,
+            "catalog": catalog,
+            # every row read: the catalog adds nothing then (it only stands in for unread rows)
             "ready": done == len(ids) and self._listed_at > float("-inf"),
-            "error": self._list_error,
+            "error": "; ".join(e for e in (self._list_error, self._summary_error) if e) or None,
         }
 
     def page(self, query: RunsQuery) -> dict[str, object]:
         """The rows of one page, the number of runs that match, and the reading progress."""
         ids = self.run_ids()
-        rows = self._rows
-        matched = [i for i in ids if query.matches(i, rows.get(i))]
+        known = {run_id: self.known(run_id) for run_id in ids}
+        matched = [i for i in ids if query.matches(i, known[i])]
         key = SORT_KEYS[query.sort]
-        known: list[tuple[object, str]] = []
+        valued: list[tuple[object, str]] = []
         unknown: list[str] = []
         for run_id in matched:
-            row = rows.get(run_id)
+            row = known[run_id]
             value = key(row) if row is not None else None
             if value is None:
                 unknown.append(run_id)
             else:
-                known.append((value, run_id))
-        known.sort(key=_sortable, reverse=query.descending)
+                valued.append((value, run_id))
+        valued.sort(key=_sortable, reverse=query.descending)
         unknown.sort(reverse=query.descending)
-        ordered = [r for _, r in known] + unknown
+        ordered = [r for _, r in valued] + unknown
         chosen = ordered[query.offset : query.offset + query.limit]
+        try:
+            rows = [row.to_json() for row in self.rows(chosen)]
+        finally:
+            self._first_page.set()
         return {
             "total": len(ordered),
             "offset": query.offset,
             "limit": query.limit,
             "sort": query.sort,
             "descending": query.descending,
-            "rows": [self.row(run_id).to_json() for run_id in chosen],
+            "rows": rows,
             "index": self.progress(),
         }
 

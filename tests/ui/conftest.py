@@ -56,10 +56,18 @@ class UiServer:
     lines: list[str] = field(default_factory=list)
 
     def rss_mb(self) -> float:
-        """The server process's resident memory, from /proc (MB)."""
+        """The server process's resident memory now, from /proc (MB)."""
+        return self._memory_mb("VmRSS")
+
+    def peak_rss_mb(self) -> float:
+        """The most resident memory the server process has had (its high-water mark, MB)."""
+        return self._memory_mb("VmHWM")
+
+    def _memory_mb(self, field: str) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kib = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
-        return kib / 1024
+        found = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+        assert found is not None, status
+        return int(found.group(1)) / 1024
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

@@ -85,3 +85,48 @@ def run_dir(root: Path, run_id: str) -> Path:
     from trackers.ids import encode_run_id
 
     return root / encode_run_id(run_id)
+
+
+BROWSE_PARENT = "local_cwd://torchx/prepare-3"
+BROWSE_CHILD = "local_cwd://torchx/train-3"
+BROWSE_GRANDCHILD = "local_cwd://torchx/eval-3"
+#: More records of one category than a caching reader needs to store a snapshot (16) or, on S3,
+#: a read cache of fetched records (32); more runs than catalog segments a reader merges (16).
+MANY_RECORDS = 40
+SIDE_RUNS = 12
+
+
+def write_browsable_store(tracker: Any) -> list[str]:
+    """A small pipeline (prepare -> train -> eval) that a caching reader would write to: many
+    metadata, metric and status records, many catalog segments. Returns every run id."""
+    runs = [BROWSE_PARENT, BROWSE_CHILD, BROWSE_GRANDCHILD]
+    for i, run_id in enumerate(runs):
+        tracker.add_metadata(
+            run_id,
+            **{
+                "launch.time": many_start(i),
+                "launch.scheduler": "local_cwd",
+                "launch.component": "lineage.python",
+                "launch.user": "dana",
+            },
+        )
+        tracker.set_status(run_id, "RUNNING")
+    tracker.add_source(BROWSE_CHILD, BROWSE_PARENT, "dataset")
+    tracker.add_source(BROWSE_GRANDCHILD, BROWSE_CHILD, "model")
+    tracker.add_source(BROWSE_CHILD, "s3://data/train.parquet", "dataset")
+    for step in range(MANY_RECORDS):
+        tracker.add_metadata(BROWSE_CHILD, **{f"hp{step}": step})
+        tracker.add_metrics(
+            BROWSE_CHILD,
+            [MetricPoint("loss", 1.0 / (step + 1), step, 1.0 + step, rank) for rank in range(2)],
+        )
+        tracker.set_status(BROWSE_CHILD, "RUNNING")
+    tracker.add_artifact(BROWSE_CHILD, "model", "/ckpt/model.pt", {"bytes": 10})
+    tracker.add_summary(BROWSE_CHILD, best_loss=0.025)
+    for run_id in runs:
+        tracker.set_status(run_id, "SUCCEEDED")
+    for i in range(SIDE_RUNS):
+        side = f"local_cwd://torchx/side-{i}"
+        tracker.set_status(side, "FAILED")
+        runs.append(side)
+    return runs

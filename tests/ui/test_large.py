@@ -2,8 +2,8 @@
 while the background index is still reading, and it is right; once the index is complete, the
 order and the filters cover every run; the server stays under :data:`RSS_BOUND_MB`.
 
-Latency is measured by ``benchmarks/bench_ui.py``; here only generous bounds hold (a page must
-come back, within :data:`FIRST_PAGE_BOUND_S`).
+Latency is measured by ``benchmarks/bench_ui.py`` (its bounds are stated there and in the
+README); a test on a shared machine asserts no time.
 """
 
 from __future__ import annotations
@@ -23,36 +23,35 @@ from trackers.backends.fsspec import create_tracker
 
 pytestmark = pytest.mark.s3
 
-#: The server's resident memory must stay under this (MB), index complete, pages served.
-RSS_BOUND_MB = 500
-#: The first page of a cold server must come back within this (s); the benchmark reports medians.
-FIRST_PAGE_BOUND_S = 30
-INDEX_BOUND_S = 300
+#: The server's peak resident memory must stay under this (MB), index complete, pages served
+#: (``benchmarks/bench_ui.py`` states the same bound).
+RSS_BOUND_MB = 300
+#: Only so that a hung server fails the test instead of hanging it: no latency is asserted.
+INDEX_DEADLINE_S = 600
 
 
 def get(url: str) -> tuple[float, dict[str, object]]:
     started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=FIRST_PAGE_BOUND_S) as response:
+    with urllib.request.urlopen(url, timeout=INDEX_DEADLINE_S) as response:
         assert response.status == 200
         body: dict[str, object] = json.loads(response.read())
     return time.perf_counter() - started, body
 
 
 def wait_for_index(server: UiServer) -> None:
-    deadline = time.monotonic() + INDEX_BOUND_S
+    deadline = time.monotonic() + INDEX_DEADLINE_S
     while time.monotonic() < deadline:
         index = get(server.url + "api/store")[1]["index"]
         assert isinstance(index, dict)
         if index["ready"]:
             return
         time.sleep(0.5)
-    raise AssertionError(f"the index was not complete after {INDEX_BOUND_S} s: {index}")
+    raise AssertionError(f"the index was not complete after {INDEX_DEADLINE_S} s: {index}")
 
 
 def check_store(server: UiServer, count: int) -> None:
     """First page cold (right rows, fully read), then every order and filter over all runs."""
-    seconds, first = get(server.url + "api/runs?limit=50")
-    assert seconds < FIRST_PAGE_BOUND_S
+    first = get(server.url + "api/runs?limit=50")[1]
     assert first["total"] == count and first["offset"] == 0
     rows = first["rows"]
     assert isinstance(rows, list) and len(rows) == 50
@@ -80,8 +79,8 @@ def check_store(server: UiServer, count: int) -> None:
     assert [r["run_id"] for r in last_page["rows"]] == [many_id(i) for i in range(count - 5, count)]  # type: ignore[union-attr]
     text = get(server.url + "api/runs?q=job-0004&sort=run_id&order=asc")[1]
     assert [r["run_id"] for r in text["rows"]][:2] == [many_id(40), many_id(41)]  # type: ignore[union-attr]
-    rss = server.rss_mb()
-    assert rss < RSS_BOUND_MB, f"server RSS {rss:.0f} MB over the {RSS_BOUND_MB} MB bound"
+    peak = server.peak_rss_mb()
+    assert peak < RSS_BOUND_MB, f"server peak RSS {peak:.0f} MB over the {RSS_BOUND_MB} MB bound"
 
 
 def time_of(iso: str) -> float:

@@ -37,13 +37,12 @@
   const history = run.status_history
     ? (run.status_history.length
       ? el("table", { class: "history" },
-        el("thead", {}, el("tr", {}, el("th", { text: "Status" }), el("th", { text: "Time" }), el("th", { text: "From" }))),
+        el("thead", {}, el("tr", {}, el("th", { text: "Status" }), el("th", { text: "Time" }))),
         el("tbody", {}, run.status_history.map((h) => el("tr", {},
           el("td", {}, UI.statusBadge(h.status)),
-          el("td", { text: UI.fmtTime(h.time) }),
-          el("td", {}, el("code", { text: h.origin ? UI.show(h.origin) : "" }))))))
+          el("td", { text: UI.fmtTime(h.time) })))))
       : el("p", { class: "empty", text: "No status recorded." }))
-    : el("p", { class: "empty", text: "This store keeps only the last status." });
+    : el("p", { class: "empty", text: "This store records no status." });
 
   const artifacts = run.artifacts.length
     ? el("table", { class: "artifacts" },
