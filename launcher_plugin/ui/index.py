@@ -1,4 +1,4 @@
-"""The runs table's rows: the store's catalog at once, each run's own records as they are needed.
+"""The runs table's rows: the store's catalog in the background, each run's own records as needed.
 
 A row has two parts. Status, start and parents of every run come from one
 :meth:`~trackers.api.LineageTracker.runs_summary` (the record stores' catalog: a few requests
@@ -12,9 +12,10 @@ last, by id), and only the rows of the page shown are read on the spot, concurre
 bounded thread pool. A background thread loads the catalog and then reads every other run's row
 in a second pool, so sorting by component or duration covers every run once it is done; the
 page says how far it has got and asks again until then. Pages go first: the background starts
-once the first page has been served (or after :data:`FIRST_PAGE_GRACE_S` without one), and
-reads no new row while a page's rows are being read. (A catalog nobody merged is ~3 objects per
-run; loading it beside the first page made that page wait for the store's every segment.)
+once the first page has been served (or when none was asked for within
+:data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows are being read. (A
+catalog nobody merged is ~3 objects per run; loading it beside the first page made that page
+wait for the store's every segment.)
 
 No lock is held across reads of different runs: our trackers are safe to share between threads
 (S3 and MLflow say so; the fsspec backend keeps no per-read state). A tracker that is not ours
@@ -63,7 +64,7 @@ MAX_LIMIT = 500
 PAGE_WORKERS = 8
 #: Rows the background thread reads at once: fewer, so pages keep most of the store's attention.
 FILL_WORKERS = 4
-#: How long the background waits for a first page before it starts reading anyway (s).
+#: How long the background waits for a first page to be asked for before it starts anyway (s).
 FIRST_PAGE_GRACE_S = 1.0
 
 
@@ -131,6 +132,7 @@ class RunIndex:
         self._list_error: str | None = None
         self._reading: dict[str, Future[RunRow]] = {}
         self._state = threading.Lock()  # guards _reading only, never held during a read
+        self._first_page_asked = threading.Event()
         self._first_page = threading.Event()
         self._pages = 0  # page reads under way; the background waits for none
         self._quiet = threading.Condition()
@@ -156,7 +158,9 @@ class RunIndex:
 
     def _fill(self) -> None:
         self.run_ids()
-        self._first_page.wait(FIRST_PAGE_GRACE_S)
+        if self._first_page_asked.wait(FIRST_PAGE_GRACE_S):
+            while not self._first_page.wait(0.5) and not self._stop.is_set():
+                pass
         while not self._stop.is_set():
             self.run_ids()
             if time.monotonic() - self._summary_at >= self.summary_ttl:
@@ -281,6 +285,7 @@ class RunIndex:
 
     def page(self, query: RunsQuery) -> dict[str, object]:
         """The rows of one page, the number of runs that match, and the reading progress."""
+        self._first_page_asked.set()
         ids = self.run_ids()
         known = {run_id: self.known(run_id) for run_id in ids}
         matched = [i for i in ids if query.matches(i, known[i])]

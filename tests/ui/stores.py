@@ -91,7 +91,8 @@ BROWSE_PARENT = "local_cwd://torchx/prepare-3"
 BROWSE_CHILD = "local_cwd://torchx/train-3"
 BROWSE_GRANDCHILD = "local_cwd://torchx/eval-3"
 #: More records of one category than a caching reader needs to store a snapshot (16) or, on S3,
-#: a read cache of fetched records (32); more runs than catalog segments a reader merges (16).
+#: a read cache of fetched records (32); enough runs for more catalog segments than a reader
+#: merges (``MERGE_SEGMENTS_AT``).
 MANY_RECORDS = 40
 SIDE_RUNS = 12
 

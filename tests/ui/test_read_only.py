@@ -27,6 +27,7 @@ from tests.ui.stores import (
     BROWSE_PARENT,
     write_browsable_store,
 )
+from trackers.backends.catalog import MERGE_SEGMENTS_AT
 from trackers.backends.fsspec import create_tracker
 
 TORCHX_RUN = "local_cwd://torchx/torchx-own-1"
@@ -106,7 +107,7 @@ def test_browsing_a_local_store_writes_nothing(
 ) -> None:
     root, runs = local_store
     before = local_objects(root)
-    assert sum(1 for name in before if name.startswith(".catalog-")) > 16  # a reader merges
+    assert sum(1 for name in before if name.startswith(".catalog-")) > MERGE_SEGMENTS_AT
     with ui_server(root.parent, f"fsspec={root}") as server:
         browse(server, watched, runs)
     after = local_objects(root)
@@ -153,7 +154,7 @@ def test_browsing_an_s3_store_writes_nothing(
 ) -> None:
     config, env, client, runs = s3_store
     before = s3_objects(client, "ui-read-only")
-    assert sum(1 for key in before if "/.catalog-" in key) > 16
+    assert sum(1 for key in before if "/.catalog-" in key) > MERGE_SEGMENTS_AT
     with ui_server(tmp_path, f"s3={config}", extra_env=env) as server:
         browse(server, watched, runs)
     after = s3_objects(client, "ui-read-only")
