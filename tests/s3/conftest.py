@@ -21,6 +21,7 @@ from tests.s3.support import (
     FOREIGN_AWS_ENV,
     MotoServer,
     admin_client,
+    s3fs_python,
     start_moto_server,
 )
 
@@ -124,3 +125,12 @@ def proxy_factory(moto_server: MotoServer) -> Iterator[Callable[..., Any]]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def s3fs_py() -> Path:
+    """The s3fs virtualenv's Python (s3fs, TorchX's own tracker over it, our fsspec backend)."""
+    python, why = s3fs_python()
+    if python is None:
+        pytest.skip(f"no s3fs virtualenv: {why}")
+    return python

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.s3.conftest import Store
-from tests.s3.support import s3fs_env, s3fs_python
+from tests.s3.support import s3fs_env
 from trackers.backends.s3 import CACHE_MIN_RECORDS, S3Tracker, create_tracker
 from trackers.types import MetricPoint
 
@@ -29,14 +29,6 @@ PREPARE = "local_cwd://torchx/prepare-1"
 TRAIN = "local_cwd://torchx/train-1"
 EVAL = "local_cwd://torchx/evaluate-1"
 RUNS = [PREPARE, TRAIN, EVAL]
-
-
-@pytest.fixture(scope="session")
-def s3fs_py() -> Path:
-    python, why = s3fs_python()
-    if python is None:
-        pytest.skip(f"no s3fs virtualenv: {why}")
-    return python
 
 
 def s3fs_side(python: Path, store: Store, *actions: dict[str, Any]) -> list[Any]:

@@ -1,15 +1,26 @@
-"""Reads at scale on S3 (moto): request counts of compacted runs and of the catalog, and 16
-writers with 2 compactors at once."""
+"""Reads at scale on S3 (moto): request counts of compacted runs, of the run listing, of the
+catalog behind ``torchx tracker list jobs --status`` and ``lineage()`` (the same for 50 and 500
+runs; runs written by TorchX's own tracker from the second read on), and 16 writers with 2
+compactors at once. Timings are in ``benchmarks/bench_reads_s3.py``, not here."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timezone
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.s3.conftest import Store
 from tests.s3.support import Requests
+from tests.s3.test_s3_compat import s3fs_side
+from trackers.backends.catalog import MERGE_SEGMENTS_AT
 from trackers.testing import PARENT, RUN
 
 N = 1000
@@ -158,3 +169,189 @@ def test_sixteen_writers_and_two_compactors_on_s3(make_s3_tracker: Callable[...,
         assert sorted(d.artifact_name or "" for d in reader.descendants(PARENT)) == links
         graph = reader.lineage(PARENT)
         assert sorted(e.artifact_name or "" for e in graph.edges) == links
+
+
+@pytest.fixture
+def own_bucket(store: Store) -> Store:
+    """A store in a bucket of its own: moto lists a prefix by scanning its whole bucket, so in
+    the shared bucket every listing of these large tests would also pay for other tests' keys."""
+    bucket = f"reads-{uuid.uuid4().hex[:12]}"
+    store.admin.create_bucket(Bucket=bucket)
+    return Store(store.endpoint, bucket, store.prefix, store.admin)
+
+
+def _store_at(store: Store, name: str = "") -> Any:
+    """A new tracker on ``store`` (or on the store ``<prefix>/<name>`` under it)."""
+    from trackers.backends.s3 import create_tracker
+
+    url = f"{store.url}/{name}" if name else store.url
+    return create_tracker(json.dumps({"url": url, "endpoint_url": store.endpoint}))
+
+
+def _lineage_shape(writer: Any, shape: str, runs: int) -> str:
+    """Write a chain or a wide graph of ``runs`` runs; return the run whose lineage is read."""
+    with ThreadPoolExecutor(16) as pool:  # every run exists first: links go both ways
+        list(pool.map(lambda i: writer.add_metadata(chain(i), x=i), range(runs)))
+    if shape == "chain":
+        links = [(chain(i), chain(i - 1)) for i in range(1, runs)]
+        middle = chain(runs // 2)
+    else:  # one parent, its children, and a grandchild under every tenth child
+        children = (runs - 1) * 9 // 10
+        links = [(chain(i), chain(0)) for i in range(1, children + 1)]
+        links += [(chain(i), chain(i - children)) for i in range(children + 1, runs)]
+        middle = chain(1)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda link: writer.add_source(*link, "model"), links))
+    return middle
+
+
+@pytest.mark.parametrize("shape", ["chain", "wide"])
+def test_lineage_requests_do_not_grow_with_runs(own_bucket: Store, shape: str) -> None:
+    """50 and 500 runs: the second reader's lineage costs the same few requests (the run
+    listing and the catalog), not a read per run."""
+    seen: dict[int, list[str]] = {}
+    for runs in (50, 500):
+        name = f"{shape}-{runs}"
+        start = _lineage_shape(_store_at(own_bucket, name), shape, runs)
+        first = _store_at(own_bucket, name).lineage(start)  # merges the segments
+        reader = _store_at(own_bucket, name)
+        requests = Requests(reader)
+        lineage = reader.lineage(start)
+        seen[runs] = list(requests.ops)
+        assert lineage == first
+        if shape == "chain":
+            assert (len(lineage.ancestors), len(lineage.descendants)) == (runs // 2, runs // 2 - 1)
+        else:
+            assert (len(lineage.ancestors), len(lineage.descendants)) == (1, 1)
+            assert len(reader.lineage(chain(0)).descendants) == runs - 1
+    assert seen[50] == seen[500], seen
+    assert len(seen[500]) <= 4, seen[500]
+
+
+def test_run_listing_skips_the_catalog_segments(make_s3_tracker: Callable[..., Any]) -> None:
+    """Segments wait at the store's root until a reader merges them: listing runs must not page
+    through them (1200 segments here would be two more pages)."""
+    writer = make_s3_tracker()
+    runs = [chain(i) for i in range(20)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: writer.set_status(runs[i % 20], "RUNNING"), range(600)))
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert reader.run_ids() == runs
+    assert requests.ops == ["ListObjectsV2"]
+
+
+def _list_jobs_status(tracker: Any) -> list[dict[str, Any]]:
+    """What ``torchx tracker list jobs --status`` prints as JSON, through the command's code."""
+    from launcher_plugin.cli.cmd_tracker import list_jobs
+
+    output = list_jobs(tracker, argparse.Namespace(parent_run_id=None, status=True))
+    data: list[dict[str, Any]] = output.data
+    return data
+
+
+JOBS = 1000
+
+
+def test_list_jobs_status_over_1000_runs_in_at_most_ten_requests(own_bucket: Store) -> None:
+    def make_s3_tracker() -> Any:
+        return _store_at(own_bucket)
+
+    writer = make_s3_tracker()
+    runs = [chain(i) for i in range(JOBS)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: writer.set_status(runs[i], _final(i)), range(JOBS)))
+    expected = [
+        {"run_id": run, "status": _final(i), "scheduler": "-"} for i, run in enumerate(runs)
+    ]
+    assert _list_jobs_status(make_s3_tracker()) == expected  # the first read merges segments
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert _list_jobs_status(reader) == expected
+    assert len(requests.ops) <= 10, requests.ops
+    # Writers go on: segments below the merge threshold are read as they are, still few reads.
+    for i in range(MERGE_SEGMENTS_AT // 2):
+        writer.set_status(runs[i], "KILLED")
+        expected[i]["status"] = "KILLED"
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert _list_jobs_status(reader) == expected
+    assert requests.count("GetObject") <= MERGE_SEGMENTS_AT + 1, requests.ops
+    assert len(requests.ops) <= 10, requests.ops
+
+
+def _final(i: int) -> str:
+    return "FAILED" if i % 7 == 0 else "SUCCEEDED"
+
+
+def test_list_jobs_status_of_1000_runs_torchx_wrote(own_bucket: Store, s3fs_py: Path) -> None:
+    """Runs written by TorchX's own ``FsspecTracker`` (over s3fs) are not in the catalog: the
+    first read derives their entries (side by side) and stores them; from the second read on
+    the command reads a few objects."""
+    runs = [chain(i) for i in range(JOBS)]
+    store = own_bucket
+    store.admin.put_object(Bucket=store.bucket, Key=f"{store.prefix}/", Body=b"")  # TorchX's root
+    sources = {runs[i]: runs[i - 1] for i in range(1, JOBS, 2)}
+    s3fs_side(s3fs_py, store, {"do": "torchx_runs", "runs": runs, "sources": sources})
+    first = _list_jobs_status(_store_at(store))
+    assert [row["run_id"] for row in first] == runs
+    assert {row["status"] for row in first} == {None}  # TorchX records no status
+    reader = _store_at(store)
+    requests = Requests(reader)
+    assert _list_jobs_status(reader) == first
+    assert len(requests.ops) <= 10, requests.ops
+    parents = {s.run_id: [p.run_id for p in s.parents] for s in reader.runs_summary()}
+    assert parents == {run: [sources[run]] if run in sources else [] for run in runs}
+
+
+def test_listing_timestamps_parse_as_botocore_does(
+    make_s3_tracker: Callable[..., Any], store: Store
+) -> None:
+    """The tracker's client parses listings' ISO times without dateutil, to the same values."""
+    from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
+
+    from trackers.backends.s3 import _fast_timestamp
+
+    parse = _fast_timestamp(DEFAULT_TIMESTAMP_PARSER)
+    for text in (
+        "2026-12-05T07:11:34.000Z",
+        "2026-12-05T07:11:34Z",
+        "2026-12-05T07:11:34.123456Z",
+        "Sat, 05 Dec 2026 07:11:34 GMT",  # an HTTP date: botocore's own parser
+        "1733380294",
+    ):
+        assert parse(text) == DEFAULT_TIMESTAMP_PARSER(text), text
+    tracker = make_s3_tracker()
+    tracker.add_metadata(RUN, x=1)
+    prefix = f"{store.prefix}/"
+    ours = tracker._client.list_objects_v2(Bucket=store.bucket, Prefix=prefix)["Contents"]
+    theirs = store.admin.list_objects_v2(Bucket=store.bucket, Prefix=prefix)["Contents"]
+    assert [o["LastModified"] for o in ours] == [o["LastModified"] for o in theirs]
+    # timezone.utc, where dateutil would give tzutc(): the client takes the fast path
+    assert all(o["LastModified"].tzinfo is timezone.utc for o in ours)
+
+
+def test_a_parent_with_1000_children_torchx_linked_reads_in_three_requests(
+    make_s3_tracker: Callable[..., Any], store: Store
+) -> None:
+    """TorchX's ``add_source`` writes ``<parent>/descendants/<b32(child)>`` next to our
+    directory marker: 1000 of them and the marker must still be one listing page."""
+    from trackers.ids import encode_run_id
+
+    make_s3_tracker().add_metadata(PARENT, stage="data")  # ours: descendants/ has a marker
+    children = [chain(i) for i in range(1000)]
+    directory = f"{store.prefix}/{encode_run_id(PARENT)}/descendants"
+    with ThreadPoolExecutor(16) as pool:  # TorchX's bytes, as its add_source writes them
+        list(
+            pool.map(
+                lambda c: store.admin.put_object(
+                    Bucket=store.bucket, Key=f"{directory}/{encode_run_id(c)}", Body=b"data\n"
+                ),
+                children,
+            )
+        )
+    assert len(make_s3_tracker().descendants(PARENT)) == 1000  # stores the link files' copies
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert sorted(d.run_id for d in reader.descendants(PARENT)) == children
+    assert len(requests.ops) <= 3, requests.ops

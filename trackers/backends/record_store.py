@@ -435,13 +435,22 @@ class RecordStoreTracker(LineageTracker):
 
     def _catalog_for(self, run_ids: Sequence[str]) -> Catalog:
         """The catalog, with entries derived (and stored) for the ``run_ids`` it lacks."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from trackers.backends.catalog import DERIVE_WORKERS
+
         catalog = self._load_catalog()
         missing = [r for r in run_ids if r not in catalog.runs]
         if missing:
             derived = Catalog()
-            for run in missing:
-                for other, entry in self._derive_entries(run).items():
-                    derived.add(other, entry)
+            # Each run costs about ten sequential requests on S3 (listings, snapshots, link
+            # files): runs are derived side by side so their round trips overlap. Merging
+            # entries is order-free, so the order they come back in does not matter.
+            workers = min(DERIVE_WORKERS, len(missing))
+            with ThreadPoolExecutor(workers, thread_name_prefix="catalog-derive") as pool:
+                for entries in pool.map(self._derive_entries, missing):
+                    for other, entry in entries.items():
+                        derived.add(other, entry)
             for run, entry in derived.runs.items():
                 catalog.add(run, entry)
             if self._reader_snapshots():
