@@ -18,7 +18,6 @@ of its final status (duration; one :meth:`~trackers.api.LineageTracker.status_hi
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import time
@@ -32,7 +31,6 @@ from torchx.tracker.api import TrackerArtifact, TrackerBase
 from launcher_plugin.cli.render import to_jsonable
 from trackers.api import LineageTracker, RunSummary
 from trackers.backends.record_store import RecordStoreTracker
-from trackers.backends.s3 import S3Tracker
 from trackers.ids import encode_run_id
 from trackers.jsonsafe import text_of
 from trackers.lineage import walk_lineage
@@ -114,16 +112,14 @@ def make_read_only(tracker: TrackerBase) -> TrackerBase:
     """``tracker`` set up so that reading writes nothing to its store; returns it.
 
     Our record stores cache what a read derived, for the next reader: per-run snapshots,
-    catalog entries of runs the catalog lacks, merges of many catalog segments
-    (``cache_on_read``), and on S3 also a read cache of fetched records (its ``cache`` option,
-    which its reads consult instead of ``cache_on_read``). A viewer must leave the store as it
-    found it, so all of them are off; its reads then cost what an uncached first read costs.
-    MLflow and foreign trackers are not touched: their reads do not write.
+    catalog entries of runs the catalog lacks, merges of many catalog segments, and on S3 a
+    read cache of fetched records. ``cache_on_read`` off stops every one of those writes; the
+    caches and packs already there are still read. A viewer must leave the store as it found
+    it; where nothing was cached, its reads cost what an uncached first read costs. MLflow and
+    foreign trackers are not touched: their reads do not write.
     """
     if isinstance(tracker, RecordStoreTracker):
         tracker.cache_on_read = False
-    if isinstance(tracker, S3Tracker) and tracker.config.cache:
-        tracker.config = dataclasses.replace(tracker.config, cache=False)
     return tracker
 
 

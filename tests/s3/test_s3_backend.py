@@ -21,6 +21,7 @@ import pytest
 from tests.s3.conftest import Store
 from tests.s3.support import Requests
 from trackers.backends.s3 import CACHE_MIN_RECORDS, S3Config, S3Tracker, create_tracker
+from trackers.backends.snapshots import SNAPSHOT_VERSION
 from trackers.errors import TrackerConfigError, TrackerError
 from trackers.registry import create_tracker as create_named_tracker
 from trackers.testing import CHILD, PARENT, RUN
@@ -366,7 +367,7 @@ def test_read_cache_only_serves_listed_records(tracker: S3Tracker, store: Store)
     assert "ghost" not in tracker.metadata(RUN)  # not a listed record: ignored
     store.admin.put_object(Bucket=store.bucket, Key=cache_key, Body=b"{not json")
     assert len(tracker.metadata(RUN)) == n  # unreadable cache: ignored and rewritten
-    assert json.loads(store.read(f"{b32(RUN)}/.snapshot/metadata"))["version"] == 1
+    assert json.loads(store.read(f"{b32(RUN)}/.snapshot/metadata"))["version"] == SNAPSHOT_VERSION
 
 
 def test_read_cache_can_be_turned_off(make_s3_tracker: Callable[..., Any], store: Store) -> None:

@@ -578,7 +578,7 @@ class S3Tracker(RecordStoreTracker):
         for directory, members in groups.items():
             if posixpath.basename(directory) in SNAPSHOT_CATEGORIES:
                 continue  # the run's snapshot holds these (record_store)
-            if sum(1 for k in members if k in fetched) >= CACHE_MIN_RECORDS:
+            if self.cache_on_read and sum(1 for k in members if k in fetched) >= CACHE_MIN_RECORDS:
                 self._write_cache(directory, {k: found[k] for k in members})
         return [found[k] for k in keys]
 
@@ -621,7 +621,9 @@ class S3Tracker(RecordStoreTracker):
                 raise self._failure("DeleteObjects", keys[i], e) from e
 
     def _reader_snapshots(self) -> bool:
-        return self.config.cache
+        """Reads store snapshots and catalog entries only with the ``cache`` option on, and not
+        for a reader that must not write (``cache_on_read`` off, e.g. ``torchx tracker ui``)."""
+        return self.config.cache and self.cache_on_read
 
     def _list_versions(self, prefix: str) -> dict[str, str | None]:
         start = len(self._dir_prefix(prefix))
