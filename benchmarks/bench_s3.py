@@ -26,19 +26,17 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from _rows import OURS, TORCHX, RowResult  # benchmarks/ is sys.path[0] when run as a script
+from _s3_server import expect, latency_proxy, run_torchx_side, side_request
 
 REPO = Path(__file__).resolve().parents[1]
 METADATA_TARGET = 5.0  # metadata(): TorchX time / ours, at least
@@ -87,12 +85,11 @@ def torchx_side(request: dict[str, Any]) -> dict[str, Any]:
 class Bench:
     def __init__(self, endpoint: str, n: int, runs: int, repeats: int) -> None:
         sys.path.insert(0, str(REPO))
-        from tests.s3.support import admin_client, aws_test_env, s3fs_env, s3fs_python
+        from tests.s3.support import admin_client, aws_test_env, s3fs_python
 
         self.endpoint, self.n, self.runs, self.repeats = endpoint, n, runs, repeats
         self.admin: Any = admin_client(endpoint)
         self.aws_env = aws_test_env()
-        self._s3fs_env = s3fs_env
         python, self.why = s3fs_python()
         self.python = python
         os.environ.update(self.aws_env)  # fake credentials for moto, for our side too
@@ -108,21 +105,8 @@ class Bench:
         return create_tracker(json.dumps({"url": url, "endpoint_url": self.endpoint}))
 
     def call_torchx(self, **request: Any) -> dict[str, Any]:
-        if self.python is None:
-            raise RuntimeError(self.why)
         request = {"endpoint": self.endpoint, "n": self.n, "repeats": self.repeats, **request}
-        done = subprocess.run(
-            [str(self.python), __file__, "--torchx-side", json.dumps(request)],
-            env=self._s3fs_env(self.endpoint),
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"TorchX side failed:\n{done.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
+        return run_torchx_side(self.python, self.why, __file__, self.endpoint, request)
 
     def torchx_row(
         self, row: RowResult, check: Callable[[dict[str, Any]], None], **request: Any
@@ -168,13 +152,13 @@ class Bench:
                 start = time.perf_counter()
                 found = dict(reader.metadata(rid))
                 row.samples[OURS].append(time.perf_counter() - start)
-                _expect(found == expected, f"ours: metadata() has {len(found)} keys, want {n}")
+                expect(found == expected, f"ours: metadata() has {len(found)} keys, want {n}")
 
         roots = [self.marker(torchx_bucket, f"r{r}") for r in range(self.repeats)]
         self.torchx_row(write, lambda _: None, op="add_metadata", roots=roots)
 
         def n_keys(result: dict[str, Any]) -> None:
-            _expect(result["count"] == n, f"torchx: metadata() has {result['count']} keys")
+            expect(result["count"] == n, f"torchx: metadata() has {result['count']} keys")
 
         self.torchx_row(first, n_keys, op="metadata", roots=roots[-1:])
         later.note[TORCHX] = "(same as 2a)"
@@ -194,10 +178,10 @@ class Bench:
             start = time.perf_counter()
             found_ids = reader.run_ids()
             listing.samples[OURS].append(time.perf_counter() - start)
-            _expect(found_ids == sorted(ids), f"ours: run_ids() returned {len(found_ids)}")
+            expect(found_ids == sorted(ids), f"ours: run_ids() returned {len(found_ids)}")
 
         def n_runs(result: dict[str, Any]) -> None:
-            _expect(result["count"] == self.runs, f"torchx: run_ids() gave {result['count']}")
+            expect(result["count"] == self.runs, f"torchx: run_ids() gave {result['count']}")
 
         self.torchx_row(listing, n_runs, op="run_ids", roots=[f"{runs_bucket}/runs"])
         return [write, first, later, listing]
@@ -207,15 +191,6 @@ def _b32(value: str) -> str:
     from base64 import b32encode
 
     return b32encode(value.encode()).decode()
-
-
-class CheckFailed(AssertionError):
-    """A tracker returned something other than what was written."""
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def fmt(value: float | None) -> str:
@@ -258,34 +233,6 @@ def report(rows: Sequence[RowResult], why: str) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def latency_proxy(port: int, latency_ms: float) -> Iterator[str]:
-    """The endpoint to use: the server itself, or a delaying proxy in its own process."""
-    if not latency_ms:
-        yield f"http://127.0.0.1:{port}"
-        return
-    code = f"from tests.s3.faultproxy import serve; serve({port}, {latency_ms / 1000!r})"
-    proxy = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    try:
-        assert proxy.stdout is not None
-        yield f"http://127.0.0.1:{int(proxy.stdout.readline())}"
-    finally:
-        assert proxy.stdin is not None
-        proxy.stdin.close()
-        try:
-            proxy.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proxy.pid, signal.SIGKILL)
-            proxy.wait()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (5)")
@@ -300,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--torchx-side", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torchx_side:
-        print(json.dumps(torchx_side(json.loads(args.torchx_side))))
+        print(json.dumps(torchx_side(side_request(args.torchx_side))))
         return 0
     n, runs, repeats = (100, 200, 3) if args.quick else (1000, 2000, 5)
     repeats = args.repeats or repeats
