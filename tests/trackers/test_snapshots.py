@@ -296,3 +296,19 @@ def test_compact_during_writes_in_threads_keeps_last_write(tmp_path: Path) -> No
         stop.set()
         thread.join()
     assert create_tracker(str(tmp_path)).metadata(RUN) == {"step": 299}
+
+
+def test_set_status_adds_one_catalog_segment_that_holds_the_status(tmp_path: Path) -> None:
+    tracker = create_tracker(str(tmp_path))
+    tracker.add_metadata(RUN, x=1)
+
+    def segments() -> set[str]:
+        return {p.name for p in tmp_path.glob(".catalog-*")}
+
+    before = segments()
+    tracker.set_status(RUN, "RUNNING")
+    added = segments() - before
+    assert len(added) == 1
+    (body,) = (json.loads((tmp_path / name).read_text()) for name in added)
+    assert body["runs"][RUN]["status"][0] == "RUNNING"
+    assert create_tracker(str(tmp_path)).runs_summary([RUN])[0].status == "RUNNING"

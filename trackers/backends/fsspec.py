@@ -323,7 +323,7 @@ class FsspecTracker(RecordStoreTracker):
 
     def _list_versions(self, prefix: str) -> dict[str, str | None]:
         if not self._local:
-            return super()._list_versions(prefix)
+            return self._list_remote_versions(prefix)
         # inode, mtime and size: our rewrites are renames (a new inode), TorchX's change the size
         # or the mtime.
         found: dict[str, str | None] = {}
@@ -344,6 +344,29 @@ class FsspecTracker(RecordStoreTracker):
         except OSError as e:
             self._skip(prefix, f"cannot be listed ({e.strerror or e})")
             return {}
+        return found
+
+    def _list_remote_versions(self, prefix: str) -> dict[str, str | None]:
+        """Names with the token the listing itself carries (s3fs/gcsfs: the ETag; others: the
+        modification time and size where given), so an unchanged TorchX link file is not fetched
+        again; ``None`` where the listing gives neither."""
+        try:
+            entries = self.fs.ls(prefix, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        found: dict[str, str | None] = {}
+        for info in entries:
+            name = posixpath.basename(str(info.get("name", "")).rstrip("/"))
+            if not name or info.get("type") == "directory":
+                continue
+            etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+            mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
+            if etag:
+                found[name] = f"etag-{etag}"
+            elif mtime is not None and info.get("size") is not None:
+                found[name] = f"mtime-{mtime}-{info['size']}"
+            else:
+                found[name] = None
         return found
 
     def _list_dirs(self, prefix: str) -> list[str]:

@@ -175,9 +175,11 @@ class RecordStoreTracker(LineageTracker):
         catalog: CatalogEntry | None = None,
         *,
         starts: bool = True,
+        status: RunStatus | None = None,
     ) -> str:
         """Write one record; also a catalog segment with ``catalog``, and with the run's start
-        the first time this object writes to a run (when the write ``starts`` it)."""
+        the first time this object writes to a run (when the write ``starts`` it), and with the
+        ``status`` this record sets (named by the record, so the newest status wins)."""
         self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
         if path_id(run_id) != run_id:
             self._write_run_id_file(run_id)
@@ -187,6 +189,9 @@ class RecordStoreTracker(LineageTracker):
         data, notes = jsonsafe.encode(record, where=f"{category} record of run {run_id!r}")
         jsonsafe.log_fallbacks(notes)
         self._put(run_id, key, data)
+        if status is not None:
+            catalog = catalog or CatalogEntry()
+            catalog.status = (status, name)
         started: set[str] = self.__dict__.setdefault("_catalog_started", set())
         if starts and run_id not in started:
             catalog = catalog or CatalogEntry()
@@ -659,10 +664,7 @@ class RecordStoreTracker(LineageTracker):
         return self._merged(run_id, SUMMARY, "summary")
 
     def _set_status(self, run_id: str, status: RunStatus) -> None:
-        entry = CatalogEntry()
-        name = self._write_record(run_id, STATUS, {"status": status}, entry)
-        entry.status = (status, name)  # the segment is written after the record: set it now
-        self._append_catalog(run_id, {run_id: entry})
+        self._write_record(run_id, STATUS, {"status": status}, status=status)
 
     def status(self, run_id: str) -> RunStatus | None:
         found: RunStatus | None = None
