@@ -132,11 +132,20 @@ def install(run: ExitingRun) -> None:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            global _deferred_signal
-            if _main_thread_closing:
+            global _deferred_signal, _hand_on_now
+            if _main_thread_closing and not _hand_on_now:
                 # It interrupted a close on the main thread (a pool terminating a worker that
-                # is already on its way out): let that close finish, then hand the signal on.
+                # is already on its way out): let that close finish, then hand the signal on;
+                # but never wait longer than a close may take (a SIGTERM must end the process).
                 _deferred_signal = functools.partial(hand_on, signum, frame)
+                run = _installed_for
+                limit = (run.settings.shutdown_timeout if run is not None else 30.0) + 1
+                timer = threading.Timer(limit, _resend_deferred, args=(signum,))
+                timer.daemon = True
+                timer.start()
+                return
+            if _hand_on_now:
+                hand_on(signum, frame)
                 return
             run = _installed_for
             if run is not None:
@@ -154,6 +163,36 @@ def install(run: ExitingRun) -> None:
 
 _main_thread_closing = 0  # closes running on the main thread
 _deferred_signal: Callable[[], None] | None = None  # a SIGTERM that arrived during one
+_hand_on_now = False  # a deferred SIGTERM waited too long: the next one is handed on at once
+_forking_from_main = True
+
+
+def _resend_deferred(signum: int) -> None:
+    """A deferred SIGTERM whose close did not end in time is sent again, to be handed on."""
+    global _hand_on_now
+    if _deferred_signal is not None:
+        logger.warning("a close deferred SIGTERM for too long; the signal goes on now")
+        _hand_on_now = True
+        os.kill(os.getpid(), signum)
+
+
+def _before_fork() -> None:
+    global _forking_from_main
+    _forking_from_main = threading.current_thread() is threading.main_thread()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked by another thread than the main thread is not inside the main thread's
+    close (only the forking thread goes on in the child): its count of closes starts at 0, or
+    a SIGTERM (a pool terminating its workers) would wait for a close that never ends."""
+    global _main_thread_closing, _deferred_signal, _hand_on_now
+    _hand_on_now = False
+    if not _forking_from_main:
+        _main_thread_closing = 0
+        _deferred_signal = None
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager

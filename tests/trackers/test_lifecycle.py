@@ -163,3 +163,54 @@ def test_rank_gating_in_a_real_process(tmp_path: Path, rank: str) -> None:
     assert proc.wait(60) == 0
     store = create_tracker(str(tmp_path / "runs"))
     assert len(store.metrics(RUN)) == (1 if rank == "0" else 0)
+
+
+def test_sigterm_during_a_close_that_never_ends_still_ends_the_process(tmp_path: Path) -> None:
+    """A SIGTERM that lands in a close on the main thread waits for it, but not forever: a pool
+    worker once sat idle after Pool.terminate() because its count of closes never fell to 0."""
+    proc = run_job(
+        tmp_path,
+        """
+        import threading
+        from trackers import lifecycle
+        run = AppRun.run_from_env()
+        run.add_metadata(x=1)
+        with lifecycle.closing():  # a close on the main thread that blocks
+            print("ready", flush=True)
+            threading.Event().wait()
+        """,
+        TORCHX_TRACKER_SHUTDOWN_TIMEOUT="1",
+    )
+    wait_for_line(proc, "ready")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == -signal.SIGTERM
+
+
+def test_child_forked_by_another_thread_is_not_inside_the_main_threads_close(
+    tmp_path: Path,
+) -> None:
+    proc = run_job(
+        tmp_path,
+        """
+        import os, threading
+        from trackers import lifecycle
+        run = AppRun.run_from_env()
+        run.add_metadata(x=1)
+        pids = []
+
+        def fork() -> None:
+            pid = os.fork()
+            if pid == 0:  # the child: only this thread goes on, and it is not closing
+                os._exit(lifecycle._main_thread_closing)
+            pids.append(pid)
+
+        with lifecycle.closing():
+            forker = threading.Thread(target=fork)
+            forker.start()
+            forker.join()
+        _, status = os.waitpid(pids[0], 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+        """,
+    )
+    wait_for_line(proc, "0")
+    assert proc.wait(60) == 0
