@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 from tests.s3.conftest import Store
 from tests.s3.support import Requests, aws_test_env
 from trackers.backends.s3 import create_tracker
+from trackers.backends.snapshots import parse_snapshot
 from trackers.testing import RUN
 
 pytestmark = pytest.mark.s3
@@ -77,7 +77,7 @@ def test_16_processes_x_200_records_are_exactly_3200(store: Store) -> None:
     assert requests.count("ListObjectsV2") == 5
     # The read snapshotted the 3200 records in one object: each process wrote 200, none twice.
     cache_key = next(k for k in store.keys() if k.endswith("/.snapshot/metadata"))
-    cached = json.loads(store.read(cache_key))["records"]
+    cached = parse_snapshot(store.read(cache_key), None, cache_key).records
     assert len(cached) == PROCESSES * RECORDS
     by_pid = Counter(record["origin"]["pid"] for record in cached.values())
     assert sorted(by_pid.values()) == [RECORDS] * PROCESSES
