@@ -6,6 +6,12 @@ jobs --status`` shows both, and ``torchx tracker reconcile`` writes the schedule
 into the tracker (SUCCEEDED, FAILED, or KILLED for a cancelled job) with the metadata key
 ``reconciled.from_scheduler``. Runs whose status is already terminal are never changed.
 
+Every reconciled status goes through the tracker's delivery and spool
+(:mod:`launcher_plugin.launcher_writes`), as a job's writes do: a store that is down when the
+state is written keeps it in the spool and ``torchx tracker sync`` delivers it, once. The same
+write also goes to the write-only trackers given beside the store (``openlineage``, which cannot
+tell whether a run is open), so an OpenLineage consumer gets the run's COMPLETE/FAIL/ABORT.
+
 ``torchx run`` does the same by itself whenever it waits for the job to end (``local_cwd`` and
 the other local schedulers always, any scheduler with ``--wait``): once the app is terminal it
 reconciles that run in every tracker it was launched with (through each tracker's delivery and
@@ -19,14 +25,15 @@ is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from torchx.runner import Runner
 from torchx.specs import AppState
 from torchx.tracker.api import TrackerBase
 
-from trackers.api import LineageTracker
+from launcher_plugin.launcher_writes import LauncherWrites, Target
+from trackers.api import LineageTracker, capabilities
 from trackers.types import RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -47,7 +54,10 @@ class RunState:
     run_id: str
     recorded: RunStatus | None
     scheduler: str  # an AppState name, or UNKNOWN when the scheduler cannot tell
+    #: The final status recorded (given to the store's delivery and not refused by it).
     written: RunStatus | None = None
+    #: With ``written``: whether the store has it now (``False``: kept in the spool for ``sync``).
+    delivered: bool = True
 
 
 def scheduler_state(runner: Runner, run_id: str) -> str:
@@ -69,12 +79,21 @@ def final_status(state: RunState) -> RunStatus | None:
 
 
 def run_states(
-    tracker: LineageTracker, runner: Runner, run_ids: Iterable[str], *, write: bool
+    tracker: LineageTracker,
+    runner: Runner,
+    run_ids: Iterable[str],
+    *,
+    write: bool,
+    store: Target | None = None,
+    also: Sequence[Target] = (),
 ) -> list[RunState]:
     """Each run's recorded status and the scheduler's state (asked only for open runs).
 
-    With ``write``, a final scheduler state is recorded for runs still open in the tracker.
+    With ``write``, a final scheduler state is recorded for runs still open in the tracker
+    (``store``: the tracker with the config its spooled writes are labelled with; default
+    :func:`store_target`), and in the write-only trackers of ``also`` (:func:`record_final`).
     """
+    target = store
     states = []
     # One call for every run's recorded status (the record stores answer from their catalog).
     for summary in tracker.runs_summary(list(run_ids)):
@@ -82,15 +101,39 @@ def run_states(
         if recorded not in OPEN_STATUSES:
             states.append(RunState(run_id, recorded, "-"))
             continue
-        state = scheduler_state(runner, run_id)
-        final = final_status(RunState(run_id, recorded, state))
+        state = RunState(run_id, recorded, scheduler_state(runner, run_id))
+        final = final_status(state)
         if write and final is not None:
-            tracker.set_status(run_id, final)
-            tracker.add_metadata(run_id, **{"reconciled.from_scheduler": state})
-            states.append(RunState(run_id, recorded, state, final))
-        else:
-            states.append(RunState(run_id, recorded, state))
+            if target is None:
+                target = store_target(tracker)
+            left, refused = record_final([target, *also], state, final)
+            if target.name not in refused:  # refused: logged by the delivery, nothing recorded
+                state = replace(state, written=final, delivered=not left.get(target.name))
+        states.append(state)
     return states
+
+
+def store_target(tracker: TrackerBase) -> Target:
+    """``tracker`` as a write target, labelled with the config it gives for another process
+    (``None`` where it has none: then only this process delivers what it spools)."""
+    found = capabilities(tracker)
+    return Target(found.name, tracker, found.job_config())
+
+
+def record_final(
+    targets: Sequence[Target], state: RunState, final: RunStatus
+) -> tuple[dict[str, int], dict[str, Exception]]:
+    """Write ``final`` and ``reconciled.from_scheduler`` for ``state``'s run into ``targets``,
+    each through its delivery and spool, under one operation id per write (so the stores'
+    records and the OpenLineage event name the same time). Returns what each target left in
+    the spool and the targets that refused a write."""
+    writes = LauncherWrites(state.run_id, targets, what="reconciled status")
+    try:
+        writes.submit("set_status", status=final)
+        writes.submit("add_metadata", values={"reconciled.from_scheduler": state.scheduler})
+    finally:
+        left = writes.close()
+    return left, dict(writes.failed)
 
 
 def reconcile_run(tracker: TrackerBase, runner: Runner, run_id: str) -> RunState | None:

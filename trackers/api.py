@@ -17,7 +17,15 @@ from typing import ClassVar
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
 from trackers.lineage import walk_lineage
-from trackers.types import RUN_STATUSES, Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
+from trackers.types import (
+    RUN_STATUSES,
+    Direction,
+    LinkedRun,
+    MetricPoint,
+    RecordedWrite,
+    RunLineage,
+    RunStatus,
+)
 
 __all__ = ["Capabilities", "LineageTracker", "RunSummary", "capabilities", "dedupe_links"]
 
@@ -46,6 +54,9 @@ class LineageTracker(TrackerBase):
     registry_name: ClassVar[str] = ""
     #: Whether failures should raise where the backend would otherwise log and go on.
     strict: bool = False
+    #: ``False`` for a write-only backend (OpenLineage): its reads raise ``UnsupportedOperation``,
+    #: so commands that read a store write to it only what a readable store told them.
+    readable: ClassVar[bool] = True
 
     # --- primitives: TorchX's interface (exact signatures, for readers and mypy) ---
     @abstractmethod
@@ -167,6 +178,17 @@ class LineageTracker(TrackerBase):
         status = self.status(run_id)
         return [] if status is None else [(None, status)]
 
+    def write_history(self, run_id: str) -> list[RecordedWrite] | None:
+        """The run's metadata, artifact, link and status writes as they were made, oldest first,
+        each under its operation id; ``None`` when the store keeps no such history.
+
+        What ``torchx tracker export openlineage`` rebuilds past events from: with the history
+        each event is the live one, time included. The default keeps none; the record stores
+        have one record per write, MLflow a journal tag per write.
+        """
+        del run_id
+        return None
+
     def set_status(self, run_id: str, status: RunStatus) -> None:
         """Record the run's state: RUNNING when it starts, then SUCCEEDED, FAILED or KILLED."""
         if status not in RUN_STATUSES:
@@ -240,6 +262,11 @@ class Capabilities:
     def strict(self) -> bool:
         """Whether the tracker asks for failures to raise."""
         return getattr(self.tracker, "strict", False) is True
+
+    @property
+    def readable(self) -> bool:
+        """Whether the tracker answers reads (see :attr:`LineageTracker.readable`)."""
+        return getattr(self.tracker, "readable", True) is not False
 
     def job_config(self, torchx_compatible: bool = False) -> str | None:
         """See :meth:`LineageTracker.job_config` (``None`` when the tracker has none)."""

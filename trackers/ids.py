@@ -178,6 +178,13 @@ def record_name() -> str:
     return f"{head}-{hashlib.sha256(f'{op_id}/{n}'.encode()).hexdigest()[:32]}"
 
 
+def operation_id() -> str:
+    """The id of the operation being delivered (without taking a record name from it), else a
+    new :func:`record_name`: a backend that keeps a journal names each entry by it."""
+    current = _operation.get()
+    return current[0] if current is not None else record_name()
+
+
 def record_time() -> float:
     """Seconds since the epoch: the operation's own time while one is delivered, else now."""
     current = _operation.get()

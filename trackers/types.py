@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, overload
 
 from torchx.tracker.api import Lineage, TrackerArtifact, TrackerSource
 
@@ -16,6 +16,7 @@ __all__ = [
     "MetricColumns",
     "MetricPoint",
     "RUN_STATUSES",
+    "RecordedWrite",
     "RunLineage",
     "RunStatus",
     "TrackerArtifact",
@@ -28,6 +29,18 @@ RUN_STATUSES: tuple[RunStatus, ...] = ("RUNNING", "SUCCEEDED", "FAILED", "KILLED
 
 #: Which way :meth:`~trackers.api.LineageTracker.lineage` walks from the run.
 Direction = Literal["both", "sources", "descendants"]
+
+
+@dataclass(frozen=True)
+class RecordedWrite:
+    """One write of a run as a store kept it: the tracker method (``kind``), its arguments as
+    the write-operation model holds them (``{"values": ...}`` for metadata, ``name``/``path``/
+    ``metadata`` for an artifact, ``source_id``/``artifact_name`` for a link, ``status``) and the
+    operation id, whose time prefix says when the job made it."""
+
+    kind: str
+    args: Mapping[str, Any]
+    op_id: str
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from torchx.runner import Runner
 
 from launcher_plugin.inject import job_config
 from launcher_plugin.launch_record import launch_context
-from launcher_plugin.launcher_writes import LauncherWrites, Target
-from launcher_plugin.reconcile import RunState, final_status, run_states
+from launcher_plugin.launcher_writes import Target
+from launcher_plugin.reconcile import RunState, final_status, record_final, run_states
 from launcher_plugin.secrets import ENV_TORCHX_TRACKER_SECRETS, check_secrets, parse_secrets
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from trackers.api import LineageTracker
@@ -201,17 +201,10 @@ class CmdRun(TorchxCmdRun):
         # One scheduler state for every tracker: the first that was asked (they agree unless
         # the app changed state between two questions, which a terminal app does not).
         state, final = next(iter(open_in.values()))
-        writes = LauncherWrites(app_handle, targets.values(), what="reconciled status")
-        try:
-            only = [*open_in, *write_only]
-            writes.submit("set_status", only=only, status=final)
-            writes.submit(
-                "add_metadata", only=only, values={"reconciled.from_scheduler": state.scheduler}
-            )
-        finally:
-            writes.close()
+        to_write = [targets[name] for name in (*open_in, *write_only) if name in targets]
+        _, refused = record_final(to_write, state, final)
         for name, (seen, _) in open_in.items():
-            if name not in writes.failed:
+            if name not in refused:
                 logger.info(
                     "tracker %s: recorded %s for %s (the job left it %s; scheduler: %s)",
                     name,

@@ -33,10 +33,12 @@ from launcher_plugin.cli.render import (
     render_lineage_tree,
     to_jsonable,
 )
-from launcher_plugin.reconcile import run_states
+from launcher_plugin.inject import job_config
+from launcher_plugin.launcher_writes import Target
+from launcher_plugin.reconcile import RunState, run_states
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
 from launcher_plugin.ui.data import RunRow, read_row
-from trackers.api import LineageTracker
+from trackers.api import LineageTracker, capabilities
 from trackers.backends.fsspec import DEFAULT_ROOT
 from trackers.backends.openlineage import OpenLineageTracker
 from trackers.backends.openlineage_backfill import store_writes
@@ -61,20 +63,30 @@ class CliError(Exception):
 
 def choose_tracker(spec: TrackerSpec | None, environ: Mapping[str, str]) -> TrackerBase:
     """The store a query reads: ``--tracker``, else the first configured, else the default."""
+    return chosen_store(spec, environ).tracker
+
+
+def chosen_store(spec: TrackerSpec | None, environ: Mapping[str, str]) -> Target:
+    """:func:`choose_tracker` with its name and the config that reopens it (what a write kept
+    in the spool is labelled with, so ``torchx tracker sync`` reaches the same store)."""
     if spec is not None:
         resolved = resolve_trackers([spec], environ)
         name, config = next(iter(resolved.items()))
-        return create_tracker(name, config, origin=f"--tracker {name}")
-    configured = resolve_trackers([], environ)
-    if configured:
-        name, config = next(iter(configured.items()))
-        return create_tracker(name, config, origin=tracker_config_env_var_name(name))
-    if Path(DEFAULT_ROOT).is_dir():
-        return create_tracker("fsspec", None, origin="default store")
-    raise CliError(
-        "no tracker configured and no ./torchx-runs store here; pass --tracker "
-        "fsspec=URL, set TORCHX_TRACKERS, or add [torchx:tracker] to .torchxconfig"
-    )
+        origin = f"--tracker {name}"
+    else:
+        configured = resolve_trackers([], environ)
+        if configured:
+            name, config = next(iter(configured.items()))
+            origin = tracker_config_env_var_name(name)
+        elif Path(DEFAULT_ROOT).is_dir():
+            name, config, origin = "fsspec", None, "default store"
+        else:
+            raise CliError(
+                "no tracker configured and no ./torchx-runs store here; pass --tracker "
+                "fsspec=URL, set TORCHX_TRACKERS, or add [torchx:tracker] to .torchxconfig"
+            )
+    tracker = create_tracker(name, config, origin=origin)
+    return Target(name, tracker, job_config(name, tracker, config))
 
 
 def key_value_rows(values: Mapping[str, object]) -> list[list[object]]:
@@ -130,28 +142,65 @@ def _iso_s(timestamp: float | None) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def reconcile_runs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
-    """Write the scheduler's final state into runs the tracker still has open."""
+def reconcile_runs(args: argparse.Namespace) -> Output:
+    """Write the scheduler's final state into runs the store still has open (and into the
+    configured write-only trackers, e.g. ``openlineage``, which cannot tell what is open)."""
+    store = chosen_store(args.tracker, os.environ)
+    tracker = store.tracker
     for run_id in args.RUN_ID:
         _require_run(tracker, run_id)
-    return _states_output(tracker, args.RUN_ID or tracker.run_ids(), write=True)
+    also = [t for t in write_only_trackers(os.environ) if t.name != store.name]
+    output = _states_output(
+        tracker, args.RUN_ID or tracker.run_ids(), write=True, store=store, also=also
+    )
+    output.skipped = list(getattr(tracker, "damaged", []))
+    return output
 
 
-def _states_output(tracker: TrackerBase, run_ids: Sequence[str], *, write: bool) -> Output:
-    store = _lineage_tracker(tracker, "run status")
+def write_only_trackers(environ: Mapping[str, str]) -> list[Target]:
+    """The configured trackers (``TORCHX_TRACKERS``, ``.torchxconfig``) that only take writes;
+    one that cannot be built is logged and left out (the store's own write goes on)."""
+    targets = []
+    for name, config in resolve_trackers([], environ).items():
+        try:
+            tracker = create_tracker(name, config, origin=tracker_config_env_var_name(name))
+        except Exception as e:
+            logger.warning("tracker %s left out: %s", name, redact(f"{type(e).__name__}: {e}"))
+            continue
+        if not capabilities(tracker).readable:
+            targets.append(Target(name, tracker, job_config(name, tracker, config)))
+    return targets
+
+
+def _states_output(
+    tracker: TrackerBase,
+    run_ids: Sequence[str],
+    *,
+    write: bool,
+    store: Target | None = None,
+    also: Sequence[Target] = (),
+) -> Output:
+    readable = _lineage_tracker(tracker, "run status")
     with get_runner() as runner:
-        states = run_states(store, runner, run_ids, write=write)
+        states = run_states(readable, runner, run_ids, write=write, store=store, also=also)
     headers = ["JOB ID", "STATUS", "SCHEDULER"] + (["WRITTEN"] if write else [])
     rows: list[list[object]] = [
-        [s.run_id, s.recorded or "", s.scheduler, *([s.written or ""] if write else [])]
-        for s in states
+        [s.run_id, s.recorded or "", s.scheduler, *([_written(s)] if write else [])] for s in states
     ]
-    data = [
+    data: list[dict[str, object]] = [
         {"run_id": s.run_id, "status": s.recorded, "scheduler": s.scheduler}
-        | ({"written": s.written} if write else {})
+        | ({"written": s.written, "delivered": s.delivered} if write else {})
         for s in states
     ]
-    return Output(data=data, headers=headers, rows=rows)
+    # A status kept in the spool is not recorded yet: say so in the exit status too.
+    pending = any(s.written and not s.delivered for s in states)
+    return Output(data=data, headers=headers, rows=rows, failed=pending)
+
+
+def _written(state: RunState) -> str:
+    if state.written is None:
+        return ""
+    return state.written if state.delivered else f"{state.written} (in the spool: tracker sync)"
 
 
 def list_metadata(tracker: TrackerBase, args: argparse.Namespace) -> Output:
@@ -343,9 +392,6 @@ _SUBCOMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None]
     "summary": (list_summary, _add_run_id, "show a run's summary values and status"),
 }
 
-#: ``torchx tracker reconcile``: a write, so not under ``list``.
-_RECONCILE = (reconcile_runs, _args_reconcile, "record the scheduler's final state of open runs")
-
 
 def compact_runs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
     """Write runs' snapshots and catalog entries, then merge the catalog's segments."""
@@ -502,11 +548,10 @@ class CmdTracker(SubCommand):
             _add_common(p, GRAPH_FORMATS if name == "lineage" else ())
             add_args(p)
             p.set_defaults(func=self._runner(handler))
-        handler, add_args, help_text = _RECONCILE
-        p = commands.add_parser("reconcile", help=help_text)
+        p = commands.add_parser("reconcile", help="record the scheduler's final state of open runs")
         _add_common(p)
-        add_args(p)
-        p.set_defaults(func=self._runner(handler))
+        _args_reconcile(p)
+        p.set_defaults(func=_printing(reconcile_runs))
         p = commands.add_parser(
             "compact", help="write runs' snapshots and merge the store's catalog (faster reads)"
         )

@@ -106,7 +106,13 @@ def test_cli_reconcile_and_list_jobs_status(
     assert store.status(KILLED_HARD) == "RUNNING"
     done = cli("reconcile", KILLED_HARD, "--format", "json")
     assert done == [
-        {"run_id": KILLED_HARD, "status": "RUNNING", "scheduler": "FAILED", "written": "FAILED"}
+        {
+            "run_id": KILLED_HARD,
+            "status": "RUNNING",
+            "scheduler": "FAILED",
+            "written": "FAILED",
+            "delivered": True,
+        }
     ]
     assert store.status(KILLED_HARD) == "FAILED"
 

@@ -275,8 +275,39 @@ def test_metadata_of_1000_keys_takes_a_few_requests(
     tracker.add_metadata(RUN, first=1)
     http_calls.clear()
     tracker.add_metadata(RUN, **{f"k{i}": i for i in range(1000)})
-    assert len(http_calls) == 1 + 10  # one read of the run, then 100 params per request
+    # one read of the run, then 100 params per request; the write's journal entry is too long
+    # for a tag, so it is a JSON artifact (the upload and MLflow's lookup of the run's
+    # artifact location) and rides in the first batch
+    uploads = [c for c in http_calls if c[0] == "PUT"]
+    assert len(uploads) == 1 and "torchx/blobs/" in uploads[0][1]
+    assert len(http_calls) == 1 + 10 + 2
     assert len(tracker.metadata(RUN)) == 1001
+
+
+def test_each_write_has_one_journal_entry_in_the_same_request(
+    tracker: MLflowTracker, http_calls: list[tuple[str, str]]
+) -> None:
+    tracker.add_metadata(RUN, first=1)
+    http_calls.clear()
+    tracker.add_metadata(RUN, second=2)
+    tracker.add_artifact(RUN, "model", "/ckpt/model.pt")
+    tracker.add_source(RUN, "s3://bucket/data")
+    # one LogBatch per write, holding its journal entry; no upload
+    assert sum("log-batch" in path for _, path in http_calls) == 3
+    assert not [c for c in http_calls if c[0] == "PUT"]
+    history = tracker.write_history(RUN)
+    assert history is not None
+    assert [(w.kind, dict(w.args)) for w in history] == [
+        ("add_metadata", {"values": {"first": 1}}),
+        ("add_metadata", {"values": {"second": 2}}),
+        ("add_artifact", {"name": "model", "path": "/ckpt/model.pt", "metadata": None}),
+        ("add_source", {"source_id": "s3://bucket/data", "artifact_name": None}),
+    ]
+    assert [w.op_id for w in history] == sorted(w.op_id for w in history)
+    # the same arguments again are a second write (two events live), not a rewrite
+    tracker.add_metadata(RUN, second=2)
+    again = tracker.write_history(RUN)
+    assert again is not None and len(again) == 5
 
 
 def test_batches_respect_every_limit() -> None:

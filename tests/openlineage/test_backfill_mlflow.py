@@ -3,12 +3,15 @@
 One three-step ``torchx run -s local_cwd`` pipeline records into an fsspec store, an MLflow
 server (``mlflow server`` on 127.0.0.1 in its own process group, ``tests/mlflow/server.py``) and
 a live OpenLineage endpoint at once. ``torchx tracker export openlineage --all`` from each store
-must then send the live events: from fsspec exactly; from MLflow the same events (run UUIDs,
-jobs, event types, facets, inputs, outputs, parent facets with their root) with ``eventTime``
-differing only where MLflow keeps less: the launch record's is the second of the live one
-(``launch.time``), the terminal event's the live one to the millisecond (MLflow's end time), and
-the others, whose times MLflow does not keep, are derived (they still sort after the launch
-record and before the terminal event).
+must then send exactly the live events, ``eventTime`` included: the fsspec store keeps a record
+per write, MLflow a journal tag per write (``torchx.write.<operation id>``).
+
+A run MLflow recorded before the journal existed (its journal tags deleted here, last) is read
+through the public reads: the same events (run UUIDs, jobs, event types, facets, inputs,
+outputs, parent facets with their root) with ``eventTime`` differing only where MLflow keeps
+less: the launch record's is the second of the live one (``launch.time``), the terminal
+event's the live one to the millisecond (MLflow's end time), and the others are derived (they
+still sort after the launch record and before the terminal event).
 """
 
 from __future__ import annotations
@@ -105,10 +108,10 @@ def test_export_from_fsspec_is_the_live_events(recorded: Recorded) -> None:
     assert canonical(recorded.export(recorded.fsspec, "fsspec")) == canonical(recorded.live)
 
 
-def test_export_from_mlflow_is_the_live_events_but_for_time(recorded: Recorded) -> None:
+def test_export_from_mlflow_is_the_live_events(recorded: Recorded) -> None:
     exported = recorded.export(recorded.mlflow, "mlflow")
     assert all(schema_errors(e) == [] for e in exported)
-    assert Counter(map(_timeless, exported)) == Counter(map(_timeless, recorded.live))
+    assert canonical(exported) == canonical(recorded.live)
     # the parts that tell the pipeline, said outright (they are inside the comparison above)
     for run in recorded.handles.values():
         mine = [e for e in exported if torchx_run_id(e) == run]
@@ -128,8 +131,58 @@ def test_export_from_mlflow_is_the_live_events_but_for_time(recorded: Recorded) 
     }
 
 
-def test_mlflow_event_times_differ_only_by_what_mlflow_keeps(recorded: Recorded) -> None:
-    exported = recorded.export(recorded.mlflow, "mlflow-times")
+def test_mlflow_status_history_is_every_status_with_its_time(
+    recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trackers.backends.mlflow import create_tracker
+
+    for key, value in recorded.env.items():
+        monkeypatch.setenv(key, value)
+    store = create_tracker(recorded.mlflow.split("=", 1)[1])
+    for run in recorded.handles.values():
+        history = store.status_history(run)
+        assert [status for _, status in history] == ["RUNNING", "SUCCEEDED"], history
+        times = [when for when, _ in history]
+        assert None not in times
+        # the same operations' times as the live START and COMPLETE events, to the microsecond
+        live = [
+            _one(recorded.live, run, lambda e: e["eventType"] == "START"),
+            _one(recorded.live, run, lambda e: e["eventType"] in TERMINAL),
+        ]
+        for when, event in zip(times, live, strict=True):  # float seconds: within a microsecond
+            assert abs(float(when or 0) * 1e6 - _micros(event)) <= 1, (when, event["eventTime"])
+
+
+def test_mlflow_export_is_idempotent(recorded: Recorded) -> None:
+    first = recorded.export(recorded.mlflow, "mlflow-1")
+    assert canonical(recorded.export(recorded.mlflow, "mlflow-2")) == canonical(first)
+
+
+def _drop_journal(recorded: Recorded) -> None:
+    """Delete every ``torchx.write.*`` tag: the runs look as an older version recorded them."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(recorded.mlflow.split("=", 1)[1])
+    experiment = client.get_experiment_by_name(recorded.env["MLFLOW_EXPERIMENT_NAME"])
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    dropped = 0
+    for run in runs:
+        for key in [k for k in run.data.tags if k.startswith("torchx.write.")]:
+            client.delete_tag(run.info.run_id, key)
+            dropped += 1
+    assert dropped >= 3 * 4  # launch record, START, environment, end: at least, per run
+
+
+def test_zz_without_the_journal_export_is_the_live_events_but_for_time(
+    recorded: Recorded,
+) -> None:
+    """Last in the module: it deletes the journal the tests above read."""
+    _drop_journal(recorded)
+    exported = recorded.export(recorded.mlflow, "mlflow-no-journal")
+    assert all(schema_errors(e) == [] for e in exported)
+    assert Counter(map(_timeless, exported)) == Counter(map(_timeless, recorded.live))
+    assert canonical(exported) != canonical(recorded.live)  # the times: no journal, no exact time
     for run in recorded.handles.values():
 
         def launch(e: dict[str, Any]) -> bool:
@@ -144,8 +197,5 @@ def test_mlflow_event_times_differ_only_by_what_mlflow_keeps(recorded: Recorded)
         assert _micros(ours_end) == round(_micros(live_end) / 1000) * 1000
         mine = sorted((e for e in exported if torchx_run_id(e) == run), key=_micros)
         assert mine[0] is ours_launch and mine[-1] is ours_end
-
-
-def test_mlflow_export_is_idempotent(recorded: Recorded) -> None:
-    first = recorded.export(recorded.mlflow, "mlflow-1")
-    assert canonical(recorded.export(recorded.mlflow, "mlflow-2")) == canonical(first)
+    again = recorded.export(recorded.mlflow, "mlflow-no-journal-2")
+    assert canonical(again) == canonical(exported)

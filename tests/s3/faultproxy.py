@@ -15,6 +15,9 @@ the answer - so a write that was applied is retried:
 ``truncate-after``
     (GET only) moto's status and headers, then half the body and a closed connection.
 
+With ``methods`` only requests of those HTTP methods can fail (``("PUT",)``: a store that
+reads but takes no writes).
+
 With ``latency`` every forwarded request waits that long first (a stand-in for the round trip
 to a remote store, used by ``benchmarks/bench_s3.py --latency-ms``).
 
@@ -61,6 +64,7 @@ class FaultProxy:
         max_consecutive: int = 2,
         reject_conditional_writes: bool = False,
         latency: float = 0.0,
+        methods: Sequence[str] | None = None,
     ) -> None:
         self.upstream_port = upstream_port
         self.rate = rate
@@ -69,6 +73,7 @@ class FaultProxy:
         self.max_consecutive = max_consecutive
         self.reject_conditional_writes = reject_conditional_writes
         self.latency = latency
+        self.methods = None if methods is None else frozenset(methods)
         self.injected: collections.Counter[str] = collections.Counter()
         self.injected_by_method: collections.Counter[tuple[str, str]] = collections.Counter()
         self.requests = 0
@@ -103,6 +108,8 @@ class FaultProxy:
             self.requests += 1
             nth = self._seen[request]
             self._seen[request] += 1
+            if self.methods is not None and method not in self.methods:
+                return None
             digest = hashlib.sha256(f"{self.seed}|{method}|{path}|{nth}".encode()).digest()
             draw = int.from_bytes(digest[:4], "big") / 2**32
             if draw >= self.rate or self._streak[request] >= self.max_consecutive:

@@ -77,7 +77,7 @@ from trackers.errors import (
 )
 from trackers.ids import RUN_ID_PATTERN, id_bytes, is_torchx_run_id, record_name
 from trackers.redact import redact
-from trackers.types import LinkedRun, MetricPoint, RunStatus
+from trackers.types import LinkedRun, MetricPoint, RecordedWrite, RunStatus
 
 if TYPE_CHECKING:
     from openlineage.client import OpenLineageClient
@@ -172,13 +172,9 @@ def dataset_of_url(url: str) -> tuple[str, str]:
 # --- the write, as an event ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Write:
-    """One write of a run, as the event mapping sees it: kind, arguments, operation id."""
-
-    kind: str
-    args: Mapping[str, Any]
-    op_id: str
+#: One write of a run, as the event mapping sees it: kind, arguments, operation id (the same
+#: value a store's :meth:`~trackers.api.LineageTracker.write_history` gives back).
+Write = RecordedWrite
 
 
 def producer() -> str:
@@ -460,6 +456,7 @@ class OpenLineageTracker(LineageTracker):
     """Sends each write of a run as an OpenLineage run event (write-only; see the module)."""
 
     registry_name: ClassVar[str] = "openlineage"
+    readable: ClassVar[bool] = False
 
     def __init__(self, config: OpenLineageConfig) -> None:
         self.config = config

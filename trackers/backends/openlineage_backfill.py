@@ -1,25 +1,20 @@
 """Backfill: the OpenLineage events of runs already in a store (``torchx tracker export``).
 
-A record store (fsspec, S3) keeps one record per write, named by the write's operation id, so
-each write is rebuilt exactly (:func:`store_writes`) and :func:`~trackers.backends.openlineage.
-event_of` gives the very event the live ``openlineage`` tracker sent: same run UUID, same
-``eventTime``, same facets. Links that only TorchX's own ``AppRun`` wrote (its ``sources/``
-files) have no record and no time, and are not rebuilt.
+A store that keeps each write (:meth:`~trackers.api.LineageTracker.write_history`: the record
+stores, one record per write; MLflow, a journal tag per write) gives them back under their
+operation ids, and :func:`~trackers.backends.openlineage.event_of` makes the very event the live
+``openlineage`` tracker sent: same run UUID, same ``eventTime``, same facets. Links that only
+TorchX's own ``AppRun`` wrote (its ``sources/`` files) have no record and no time, and are not
+rebuilt.
 
-Any other store (MLflow, a third party's :class:`~trackers.api.LineageTracker`) is read through
-the tracker interface (public reads only), which keeps no history of the other writes: the
-launch record (with the run's parent and root), each link and artifact, the environment, the
-error of a failed run and the last status become one write each, with operation ids derived
-from the run id and the write, so exporting twice sends the same events. They are the live
-events but for ``eventTime``: the launch record's is its ``launch.time`` (the second of the live
-one), the terminal status's is the time the store gives it (MLflow's end time: the live one to
-the millisecond), and the others, whose times such a store does not keep, follow the launch
-record a microsecond apart. A write made twice live with the same arguments (a link recorded
-twice) is one event here, as the store keeps it once.
-
-The record stores are read through their private ``_read_records``: the public reads merge the
-records (``metadata()``) or drop their names (``status_history()`` gives float seconds), and
-the operation id in each record's name is what makes the event the live one.
+Any other store (a run MLflow recorded before the journal existed, a third party's tracker) is
+read through the public reads, which keep no history: the launch record (with the run's parent
+and root), each link and artifact, the environment, the error of a failed run and the last
+status become one write each, with operation ids derived from the run id and the write, so
+exporting twice sends the same events. They are the live events but for ``eventTime``: the
+launch record's is its ``launch.time`` (the second of the live one), the terminal status's is
+the time the store gives it, and the others follow the launch record a microsecond apart; a
+write made twice with the same arguments is one event, as the store keeps it once.
 """
 
 from __future__ import annotations
@@ -27,22 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import posixpath
-from collections.abc import Mapping
 from typing import Any
 
 from torchx.tracker.api import TrackerBase
 
 from trackers.api import LineageTracker
 from trackers.backends.openlineage import Write
-from trackers.backends.record_store import (
-    ARTIFACTS,
-    LINKS,
-    METADATA,
-    STATUS,
-    RecordStoreTracker,
-)
-from trackers.ids import record_sort_key
 from trackers.jsonsafe import json_safe
 
 __all__ = ["store_writes"]
@@ -50,33 +35,8 @@ __all__ = ["store_writes"]
 
 def store_writes(store: TrackerBase, run_id: str) -> list[Write]:
     """Every write of ``run_id`` that ``store`` can tell, in the order they were made."""
-    if isinstance(store, RecordStoreTracker):
-        return _record_writes(store, run_id)
-    return _interface_writes(store, run_id)
-
-
-def _record_writes(store: RecordStoreTracker, run_id: str) -> list[Write]:
-    writes: list[tuple[str, Write]] = []
-
-    def add(record: Mapping[str, Any], kind: str, args: dict[str, Any]) -> None:
-        name = posixpath.basename(str(record["_key"]))
-        writes.append((name, Write(kind, args, name)))
-
-    for record in store._read_records(run_id, METADATA):
-        if isinstance(record.get("metadata"), dict):
-            add(record, "add_metadata", {"values": record["metadata"]})
-    for record in store._read_records(run_id, ARTIFACTS):
-        if isinstance(record.get("name"), str):
-            args = {k: record.get(k) for k in ("name", "path", "metadata")}
-            add(record, "add_artifact", args)
-    for record in store._read_records(run_id, LINKS):
-        if record.get("kind") == "source" and isinstance(record.get("run_id"), str):
-            args = {"source_id": record["run_id"], "artifact_name": record.get("artifact_name")}
-            add(record, "add_source", args)
-    for record in store._read_records(run_id, STATUS):
-        if isinstance(record.get("status"), str):
-            add(record, "set_status", {"status": record["status"]})
-    return [write for _, write in sorted(writes, key=lambda w: record_sort_key(w[0]))]
+    history = store.write_history(run_id) if isinstance(store, LineageTracker) else None
+    return history if history is not None else _interface_writes(store, run_id)
 
 
 def _interface_writes(store: TrackerBase, run_id: str) -> list[Write]:

@@ -90,7 +90,15 @@ from trackers.ids import (
 from trackers.lineage import walk_lineage
 from trackers.metric_codec import as_columns, decode_columns, encode_columns
 from trackers.origin import record_origin
-from trackers.types import RUN_STATUSES, Direction, LinkedRun, MetricPoint, RunLineage, RunStatus
+from trackers.types import (
+    RUN_STATUSES,
+    Direction,
+    LinkedRun,
+    MetricPoint,
+    RecordedWrite,
+    RunLineage,
+    RunStatus,
+)
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -684,6 +692,32 @@ class RecordStoreTracker(LineageTracker):
                 nanos = record_sort_key(posixpath.basename(record["_key"]))[0]
                 history.append((nanos / 1e9 if nanos else None, value))
         return history
+
+    def write_history(self, run_id: str) -> list[RecordedWrite]:
+        """One write per record, named by the record's name (the operation id of the write that
+        made it), oldest first. Links that only TorchX's own ``AppRun`` wrote (its ``sources/``
+        files) have no record and no time, and are not in it."""
+        writes: list[RecordedWrite] = []
+
+        def add(record: Mapping[str, Any], kind: str, args: dict[str, Any]) -> None:
+            writes.append(RecordedWrite(kind, args, posixpath.basename(str(record["_key"]))))
+
+        for record in self._read_records(run_id, METADATA):
+            if isinstance(record.get("metadata"), dict):
+                add(record, "add_metadata", {"values": record["metadata"]})
+        for record in self._read_records(run_id, ARTIFACTS):
+            if isinstance(record.get("name"), str):
+                add(
+                    record, "add_artifact", {k: record.get(k) for k in ("name", "path", "metadata")}
+                )
+        for record in self._read_records(run_id, LINKS):
+            if record.get("kind") == "source" and isinstance(record.get("run_id"), str):
+                args = {"source_id": record["run_id"], "artifact_name": record.get("artifact_name")}
+                add(record, "add_source", args)
+        for record in self._read_records(run_id, STATUS):
+            if isinstance(record.get("status"), str):
+                add(record, "set_status", {"status": record["status"]})
+        return sorted(writes, key=lambda w: record_sort_key(w.op_id))
 
 
 class _GraphView:

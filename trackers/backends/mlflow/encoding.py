@@ -41,6 +41,9 @@ ARTIFACT_HASHED_PREFIX = "torchx.artifact_h."
 SUMMARY_PREFIX = "torchx.summary."
 SUMMARY_HASHED_PREFIX = "torchx.summary_h."
 SUMMARY_METRIC_PREFIX = "summary/"
+#: One tag per metadata, artifact, link and status write: ``{"id", "op", "args"}`` (the journal
+#: that ``write_history`` reads; MLflow itself keeps no time for params and tags).
+JOURNAL_PREFIX = "torchx.write."
 METRICS_DIR = "torchx/metrics"
 BLOBS_DIR = "torchx/blobs"
 UPLOADS_DIR = "torchx/artifacts"

@@ -25,6 +25,7 @@ from trackers.backends.mlflow.encoding import (
     ARTIFACT_HASHED_PREFIX,
     ARTIFACT_PREFIX,
     BLOBS_DIR,
+    JOURNAL_PREFIX,
     LINK_PREFIX,
     MAX_PARAM_VALUE,
     MAX_TAG_VALUE,
@@ -54,10 +55,16 @@ from trackers.backends.mlflow.encoding import (
 from trackers.backends.mlflow.errors import MLflowCalls, retry_insert_race
 from trackers.backends.mlflow.run_agreement import RunAgreement, search_runs
 from trackers.errors import TrackerConfigError, TrackerError
-from trackers.ids import is_torchx_run_id, record_name, record_time
+from trackers.ids import (
+    is_torchx_run_id,
+    operation_id,
+    record_name,
+    record_sort_key,
+    record_time,
+)
 from trackers.metric_codec import as_columns, decode_columns, encode_columns
 from trackers.redact import redact
-from trackers.types import LinkedRun, MetricPoint, RunStatus
+from trackers.types import LinkedRun, MetricPoint, RecordedWrite, RunStatus
 from trackers.warn_once import WarnOnce
 
 if TYPE_CHECKING:
@@ -202,8 +209,16 @@ class MLflowTracker(LineageTracker):
             text = dumps({ident_key: record[ident_key], "blob": path})
         return RunTag(key, text)
 
-    def _records(self, run: Run, *prefixes: str) -> list[dict[str, Any]]:
-        """The JSON records in the run's tags under ``prefixes`` (blobs fetched)."""
+    def _journal(self, mlflow_run: str, kind: str, args: Mapping[str, object]) -> RunTag:
+        """The journal tag of one write, named by its operation id (so a write delivered twice
+        from the spool is one entry, and two writes with the same arguments are two)."""
+        op_id = operation_id()
+        record = {"id": op_id, "op": kind, "args": jsonable(dict(args))}
+        return self._tag(JOURNAL_PREFIX + op_id, record, "id", mlflow_run)
+
+    def _records(self, run: Run, *prefixes: str, blobs: bool = True) -> list[dict[str, Any]]:
+        """The JSON records in the run's tags under ``prefixes`` (blobs fetched, or with
+        ``blobs=False`` left out)."""
         found = []
         for key, value in run.data.tags.items():
             if not key.startswith(prefixes):
@@ -214,6 +229,8 @@ class MLflowTracker(LineageTracker):
                 self._warn_once(f"bad:{key}", "MLflow tag %s is not JSON; ignored", key)
                 continue
             if isinstance(record, dict) and isinstance(record.get("blob"), str):
+                if not blobs:
+                    continue
                 record = self._blob(run.info.run_id, record["blob"])
             if isinstance(record, dict):
                 found.append(record)
@@ -293,11 +310,12 @@ class MLflowTracker(LineageTracker):
             mlflow_run = self._agreement.ensure(run_id)
             if not kwargs:
                 return
+            journal = self._journal(mlflow_run, "add_metadata", {"values": kwargs})
             for attempt in range(3):
                 run = self._client.get_run(mlflow_run)
                 params, tags = run.data.params, run.data.tags
                 new_params: list[Param] = []
-                new_tags: list[RunTag] = []
+                new_tags: list[RunTag] = [journal]
                 for key, value in kwargs.items():
                     tag_key = keyed_tag(METADATA_PREFIX, METADATA_HASHED_PREFIX, key)
                     text = encode_param(value)
@@ -348,7 +366,9 @@ class MLflowTracker(LineageTracker):
                 if uri is not None:
                     record["uri"] = uri
             key = keyed_tag(ARTIFACT_PREFIX, ARTIFACT_HASHED_PREFIX, name)
-            self._log(mlflow_run, tags=[self._tag(key, record, "name", mlflow_run)])
+            args = {"name": name, "path": path, "metadata": record["metadata"]}
+            journal = self._journal(mlflow_run, "add_artifact", args)
+            self._log(mlflow_run, tags=[self._tag(key, record, "name", mlflow_run), journal])
 
     def _upload(self, mlflow_run: str, name: str, path: str) -> str | None:
         local = path[len("file://") :] if path.startswith("file://") else path
@@ -401,6 +421,11 @@ class MLflowTracker(LineageTracker):
                     link,
                     "run_id",
                     mlflow_run,
+                ),
+                self._journal(
+                    mlflow_run,
+                    "add_source",
+                    {"source_id": source_id, "artifact_name": artifact_name},
                 ),
             ]
             # (an empty id names no run and no dataset: the link tags alone, as before)
@@ -590,6 +615,10 @@ class MLflowTracker(LineageTracker):
         with self._calls.calling("set_status"):
             mlflow_run = self._agreement.ensure(run_id)
             target = _STATUS_TO_MLFLOW[status]
+            # first, so a status MLflow shows is in the journal (rewriting an entry is harmless)
+            self._log(
+                mlflow_run, tags=[self._journal(mlflow_run, "set_status", {"status": status})]
+            )
             if target == "RUNNING":
                 self._client.update_run(mlflow_run, status=target)
             else:  # also sets the end time
@@ -606,18 +635,49 @@ class MLflowTracker(LineageTracker):
             return _STATUS_FROM_MLFLOW.get(self._client.get_run(mlflow_run).info.status)
 
     def status_history(self, run_id: str) -> list[tuple[float | None, str]]:
-        """MLflow keeps only the last status: that one, with the run's end time when it ended
+        """Every status the journal holds, with its operation's time; for a run recorded before
+        the journal, MLflow's last status with the run's end time when it ended
         (:meth:`_set_status` sets it to when the job ended, also for a late delivery)."""
         with self._calls.calling("status"):
             mlflow_run = self._agreement.find(run_id)
             if mlflow_run is None:
                 return []
-            info = self._client.get_run(mlflow_run).info
+            run = self._client.get_run(mlflow_run)
+            journaled = [
+                (record_sort_key(w.op_id)[0] / 1e9 or None, str(w.args["status"]))
+                for w in self._journal_writes(run, blobs=False)  # a status is never a blob
+                if w.kind == "set_status" and w.args.get("status") in _STATUS_FROM_MLFLOW.values()
+            ]
+        if journaled:
+            return journaled
+        info = run.info
         status = _STATUS_FROM_MLFLOW.get(info.status)
         if status is None:
             return []
         ended = info.end_time if status != "RUNNING" and info.end_time else None
         return [(ended / 1000 if ended is not None else None, status)]
+
+    def write_history(self, run_id: str) -> list[RecordedWrite] | None:
+        """The run's journal (one tag per metadata, artifact, link and status write, named by
+        its operation id), oldest first; ``None`` for a run recorded before the journal existed
+        (or not in this store), whose past writes only the current values tell."""
+        with self._calls.calling("write_history"):
+            mlflow_run = self._agreement.find(run_id)
+            if mlflow_run is None:
+                return None
+            return self._journal_writes(self._client.get_run(mlflow_run)) or None
+
+    def _journal_writes(self, run: Run, *, blobs: bool = True) -> list[RecordedWrite]:
+        writes = []
+        for record in self._records(run, JOURNAL_PREFIX, blobs=blobs):
+            op_id, kind, args = record.get("id"), record.get("op"), record.get("args")
+            if isinstance(op_id, str) and kind in _JOURNALED and isinstance(args, dict):
+                writes.append(RecordedWrite(str(kind), args, op_id))
+        return sorted(writes, key=lambda w: record_sort_key(w.op_id))
+
+
+#: The writes the journal keeps: the ones a run's history is told by (not metrics, summaries).
+_JOURNALED = frozenset({"add_metadata", "add_artifact", "add_source", "set_status"})
 
 
 def create_tracker(config: str | None) -> MLflowTracker:
