@@ -20,7 +20,13 @@ def test_fast_base32_decoder_agrees_with_base64_on_valid_names() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["A", "AAAAAAA=", "AAAAAA==", "ab", "========", "MY======", "MZ======", "A=AAAAAA", "é"],
+    [
+        *("A", "AAAAAAA=", "AAAAAA==", "ab", "========", "MY======", "MZ======", "A=AAAAAA"),
+        # characters int(..., 32) would read if they were let through: digits 0, 1, 8, 9,
+        # lowercase, '_', whitespace, and non-ASCII digits
+        *("AAAAAAA0", "AAAAAAA1", "AAAAAAA8", "aaaaaaaa", "AAAA_AAA", " AAAAAAA", "AAAAAAA\n"),
+        *("é", "AAAAAAA\u0663", "AAAAAAAA" * 3),
+    ],
 )
 def test_fast_base32_decoder_accepts_and_refuses_what_base64_does(name: str) -> None:
     try:
