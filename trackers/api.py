@@ -27,7 +27,14 @@ from trackers.types import (
     RunStatus,
 )
 
-__all__ = ["Capabilities", "LineageTracker", "RunSummary", "capabilities", "dedupe_links"]
+__all__ = [
+    "Capabilities",
+    "LineageTracker",
+    "RunSummary",
+    "capabilities",
+    "dedupe_links",
+    "dedupe_pairs",
+]
 
 
 @dataclass(frozen=True)
@@ -226,9 +233,16 @@ class LineageTracker(TrackerBase):
 
 def dedupe_links(links: Iterable[LinkedRun]) -> list[LinkedRun]:
     """Drop repeated links, and an unnamed link where the same pair also has named ones."""
-    ordered = list(dict.fromkeys(links))
-    named = {link.run_id for link in ordered if link.artifact_name is not None}
-    return [link for link in ordered if link.artifact_name is not None or link.run_id not in named]
+    pairs = dedupe_pairs((link.run_id, link.artifact_name) for link in links)
+    return [LinkedRun(run, name) for run, name in pairs]
+
+
+def dedupe_pairs(pairs: Iterable[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """:func:`dedupe_links` on ``(run id, artifact name)`` pairs, in first-seen order (tuples
+    hash in C: the record stores merge thousands of links per read this way)."""
+    ordered = list(dict.fromkeys(pairs))
+    named = {run for run, name in ordered if name is not None}
+    return [(run, name) for run, name in ordered if name is not None or run not in named]
 
 
 def _filtered(links: Iterable[LinkedRun], artifact_name: str | None) -> list[LinkedRun]:

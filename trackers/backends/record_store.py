@@ -59,7 +59,7 @@ from typing import Any, cast
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
 from trackers import jsonsafe
-from trackers.api import LineageTracker, RunSummary, dedupe_links
+from trackers.api import LineageTracker, RunSummary, dedupe_links, dedupe_pairs
 from trackers.backends.catalog import (
     CATALOG,
     MERGE_SEGMENTS_AT,
@@ -607,28 +607,48 @@ class RecordStoreTracker(LineageTracker):
 
     def _link_view(self, run_id: str, kind: str, torchx_dir: str) -> list[LinkedRun]:
         """Our ``links/`` records of ``kind``, then TorchX's link files in ``torchx_dir``."""
+        return [LinkedRun(run, name) for run, name in self._link_pairs(run_id, kind, torchx_dir)]
+
+    def _link_pairs(self, run_id: str, kind: str, torchx_dir: str) -> list[tuple[str, str | None]]:
+        """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link)."""
         records, files = self._read_group(run_id, LINKS, (torchx_dir,))
-        links = []
+        pairs: list[tuple[str, str | None]] = []
         for record in records:
             other = record.get("run_id")
             if record.get("kind") == kind and isinstance(other, str):
                 name = record.get("artifact_name")
-                links.append(LinkedRun(other, name if isinstance(name, str) else None))
+                pairs.append((other, name if isinstance(name, str) else None))
         for file_name, lines in files[torchx_dir]:
             other = decode_run_id(file_name)
             if other is None:
                 continue
             if lines:
-                links.extend(LinkedRun(other, n) for n in lines)
+                pairs.extend((other, n) for n in lines)
             else:
-                links.append(LinkedRun(other, None))
-        return links
+                pairs.append((other, None))
+        return pairs
 
     def _source_links(self, run_id: str) -> list[LinkedRun]:
         return self._link_view(run_id, "source", SOURCES)
 
     def _descendant_links(self, run_id: str) -> list[LinkedRun]:
         return self._link_view(run_id, "descendant", DESCENDANTS)
+
+    def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
+        """:meth:`LineageTracker.sources`, merged on pairs (a run may hold thousands)."""
+        return [
+            TrackerSource(run, name)
+            for run, name in dedupe_pairs(self._link_pairs(run_id, "source", SOURCES))
+            if artifact_name is None or name == artifact_name
+        ]
+
+    def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
+        """:meth:`LineageTracker.descendants`, merged on pairs (a run may hold thousands)."""
+        return [
+            LinkedRun(run, name)
+            for run, name in dedupe_pairs(self._link_pairs(run_id, "descendant", DESCENDANTS))
+            if artifact_name is None or name == artifact_name
+        ]
 
     # --- runs ---
     def has_run(self, run_id: str) -> bool:
