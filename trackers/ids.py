@@ -28,14 +28,16 @@ from __future__ import annotations
 import binascii
 import contextlib
 import hashlib
+import os
 import re
 import string
 import time
-import uuid
 from base64 import b32decode, b32encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from functools import cache, lru_cache
+from itertools import accumulate, repeat
+from operator import add, sub
 
 #: The operation being delivered, and how many record names it has taken so far.
 _operation: ContextVar[tuple[str, list[int]] | None] = ContextVar("_operation", default=None)
@@ -125,6 +127,48 @@ def _b32decode(name: str) -> bytes:
     return (value >> (len(body) * 5 - size * 8)).to_bytes(size, "big")
 
 
+#: :data:`_B32_DIGITS` as a bytes table for a whole listing at once: padding reads as zero bits.
+_B32_BATCH_DIGITS = bytes(
+    ord("0") if i == ord("=") else ord(_B32_DIGITS[i]) if i < 128 else ord("z") for i in range(256)
+)
+#: Padding followed by anything but padding or the end of a name: padding in the middle.
+_INNER_PADDING = re.compile("=[^=/]")
+#: Name length -> the bytes its 8-character groups decode to (a length not a multiple of 8 has
+#: no entry: such a name is not base32).
+_B32_GROUP_BYTES = {n: n // 8 * 5 for n in range(8, 4096, 8)}
+
+
+def decode_run_ids(names: Sequence[str]) -> list[str | None]:
+    """``[decode_run_id(n) for n in names]``, for a whole listing of run names at once.
+
+    A store's ``run_ids()`` decodes every run's name: one at a time that is most of the call
+    (about 1.3 µs a name here). Names that are all plainly valid base32 are decoded as one
+    string - one ``int(..., 32)`` over the joined names, each name taking whole 5-byte groups -
+    and cut apart by their lengths, every step a C loop. A listing with any name that is not
+    plainly valid (an invalid character, inner padding, a bad length) goes name by name, which
+    refuses exactly what :mod:`base64` refuses.
+    """
+    if not names:
+        return []
+    joined = "".join(names)
+    if not joined.isascii() or _INNER_PADDING.search("/".join(names)):
+        return [decode_run_id(n) for n in names]
+    try:
+        groups = list(map(_B32_GROUP_BYTES.__getitem__, map(len, names)))
+        padding = map(_B32_PAD_BYTES.__getitem__, map(str.count, names, repeat("=")))
+        sizes = list(map(sub, groups, padding))
+        raw = int(joined.encode("ascii").translate(_B32_BATCH_DIGITS), 32).to_bytes(
+            len(joined) // 8 * 5, "big"
+        )
+    except (KeyError, ValueError):  # a bad length or padding, a character outside the alphabet
+        return [decode_run_id(n) for n in names]
+    starts = list(accumulate(groups, initial=0))[:-1]
+    spans = map(slice, starts, map(add, starts, sizes))
+    if raw.isascii():  # ids are nearly always ASCII: one decode, then str slices
+        return list(map(raw.decode("ascii").__getitem__, spans))
+    return [raw[span].decode("utf-8", "surrogateescape") for span in spans]
+
+
 @lru_cache(maxsize=65536)
 def decode_run_id(name: str) -> str | None:
     """Inverse of :func:`encode_run_id` (a shortened id comes back shortened); ``None`` for names
@@ -174,7 +218,7 @@ def record_name() -> str:
     """
     current = _operation.get()
     if current is None:
-        return f"{time.time_ns():020d}-{uuid.uuid4().hex}"
+        return f"{time.time_ns():020d}-{os.urandom(16).hex()}"  # uuid4's randomness, no object
     op_id, taken = current
     n = taken[0]
     taken[0] += 1
