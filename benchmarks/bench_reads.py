@@ -39,12 +39,10 @@ def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
 
 def fresh_process_state() -> None:
     """Forget what a process caches between reads (what a new ``torchx tracker`` call lacks)."""
-    from trackers.backends import record_store
     from trackers.ids import decode_run_id, encode_run_id
 
     decode_run_id.cache_clear()
     encode_run_id.cache_clear()
-    record_store._torchx_link_name.cache_clear()
 
 
 def new_reader(root: str, read: Callable[[Any], Any]) -> Callable[[], Any]:
@@ -185,6 +183,19 @@ def main() -> None:
         )
         row.samples[TORCHX] = per_call(
             lambda i: theirs.add_source(f"local_cwd://torchx/c-{i}", parent, "data"),
+            calls,
+            args.repeats,
+        )
+        rows.append(row)
+        child = "local_cwd://torchx/step"
+        ours.add_metadata(child, stage="train")
+        theirs.add_metadata(child, stage="train")
+        row = RowResult("add_source per call, one run, new source each call (synchronous)")
+        row.samples[OURS] = per_call(
+            lambda i: ours.add_source(child, f"s3://data/shard-{i}", "data"), calls, args.repeats
+        )
+        row.samples[TORCHX] = per_call(
+            lambda i: theirs.add_source(child, f"s3://data/shard-{i}", "data"),
             calls,
             args.repeats,
         )

@@ -50,7 +50,8 @@ def test_records_are_written_whole_via_rename(tmp_path: Path) -> None:
     t = create_tracker(str(tmp_path))
     t.add_metadata(RUN, x=1)
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
-    assert list((run_dir / ".tmp").iterdir()) == []  # the temporary file was renamed away
+    assert list(tmp_path.glob(".tmp*")) == []  # the temporary file was renamed away
+    assert not (run_dir / ".tmp").exists()  # temporary files are made at the root, not per run
     (record,) = list((run_dir / "metadata").iterdir())
     content = json.loads(record.read_text())
     assert content["metadata"] == {"x": 1}

@@ -2,9 +2,10 @@
 
 The layout and its guarantees are :mod:`trackers.backends.record_store`'s (TorchX 0.7.0's
 ``FsspecTracker`` layout, so each reads the other's stores). This module adds the config forms
-and the fsspec storage primitives: on a local disk a record is written to ``<run>/.tmp/`` and
-renamed into place (a reader never sees half a record); on object stores and ``memory://`` it
-is a single PUT.
+and the fsspec storage primitives: on a local disk a record is written to
+``<root>/.tmp-<random hex>`` and renamed into place (a reader never sees half a record), and a
+record kept in several places (a link) is one file with hard links to it; on object stores and
+``memory://`` each is a PUT.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import os
 import posixpath
 import stat
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,22 +221,28 @@ class FsspecTracker(RecordStoreTracker):
 
     # --- storage primitives ---
     def _mkdir(self, prefix: str) -> None:
-        if prefix not in self._made_dirs:
+        if prefix in self._made_dirs:
+            return
+        if self._local:
+            # One mkdir per directory (os.makedirs would stat the parent first): the parent is
+            # made first unless this object made it already.
+            parent = posixpath.dirname(prefix)
+            if parent != prefix and parent not in self._made_dirs:
+                self._mkdir(parent)
+            try:
+                os.mkdir(prefix)
+            except FileExistsError:
+                if not os.path.isdir(prefix):
+                    raise
+        else:
             self.fs.makedirs(prefix, exist_ok=True)
-            self._made_dirs.add(prefix)
+        self._made_dirs.add(prefix)
 
     def _put(self, run_id: str, key: str, data: bytes) -> None:
         self._mkdir(posixpath.dirname(key))
         if self._local:
-            if run_id:
-                tmp_dir = posixpath.join(self._run_dir(run_id), _TMP)
-                self._mkdir(tmp_dir)
-                tmp = posixpath.join(tmp_dir, uuid.uuid4().hex)
-            else:  # a store-level object (the catalog): a file at the root, never a directory
-                tmp = posixpath.join(self.root, f"{_TMP}-{uuid.uuid4().hex}")
+            tmp = self._write_temporary(data)
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
                 os.replace(tmp, key)
             except BaseException:
                 with contextlib.suppress(OSError):  # no half-written file left behind
@@ -244,6 +250,46 @@ class FsspecTracker(RecordStoreTracker):
                 raise
         else:  # object stores and memory: one PUT is atomic
             self.fs.pipe_file(key, data)
+
+    def _write_temporary(self, data: bytes) -> str:
+        """A new file at the root holding ``data``, to be renamed into place.
+
+        At the root, never in a run or category directory: TorchX's readers open every file of
+        a category, and its ``run_ids()`` takes only directories. One directory for every run
+        also saves creating a temporary directory in each new run.
+        """
+        self._mkdir(self.root)
+        tmp = posixpath.join(self.root, f"{_TMP}-{os.urandom(16).hex()}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    def _put_copies(self, run_id: str, keys: Sequence[str], data: bytes) -> None:
+        """On a local disk one file and hard links to it (creating a file costs several times
+        what a link does); a copy wherever a link cannot be made (a file system without hard
+        links, or a replay finding its record there: the copy replaces it, as :meth:`_put`)."""
+        if not self._local or len(keys) < 2:
+            super()._put_copies(run_id, keys, data)
+            return
+        for key in keys:
+            self._mkdir(posixpath.dirname(key))
+        tmp = self._write_temporary(data)
+        try:
+            for key in keys[:-1]:
+                try:
+                    os.link(tmp, key)
+                except OSError:
+                    self._put(run_id, key, data)
+            os.replace(tmp, keys[-1])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -374,7 +420,11 @@ class FsspecTracker(RecordStoreTracker):
             # The directory entry's own type: no stat() per run, unlike fs.ls(detail=True).
             try:
                 with os.scandir(prefix) as entries:
-                    return [e.name for e in entries if self._entry_is_dir(e)]
+                    found = list(entries)
+                try:
+                    return [e.name for e in found if e.is_dir()]
+                except OSError:  # a symlink loop: named and skipped, entry by entry
+                    return [e.name for e in found if self._entry_is_dir(e)]
             except (FileNotFoundError, NotADirectoryError):
                 return []
             except OSError as e:
@@ -398,7 +448,7 @@ class FsspecTracker(RecordStoreTracker):
             return False
 
     def _is_dir(self, prefix: str) -> bool:
-        return bool(self.fs.isdir(prefix))
+        return os.path.isdir(prefix) if self._local else bool(self.fs.isdir(prefix))
 
 
 def _file_kind(mode: int) -> str:

@@ -10,7 +10,10 @@ Layout (TorchX 0.7.0's ``FsspecTracker`` layout, plus ``links/``, ``metrics/``, 
     <root>/<base32(run_id)>/artifacts/<record>       {"name": ..., "path": ..., "metadata": ...}
     <root>/<base32(run_id)>/sources/<base32(src)>    artifact names, one a line (TorchX's format)
     <root>/<base32(run_id)>/descendants/<b32(c)>     artifact names, one a line (TorchX's format)
-    <root>/<base32(run_id)>/links/<record>           {"kind": "source"|"descendant", ...}
+    <root>/<base32(run_id)>/links/<record>           {"kind": "edge", "source": ..., "descendant":
+                                                      ..., "artifact_name": ..., "version",
+                                                      "runs"} (older: "kind": "source" or
+                                                      "descendant", "run_id": the other run)
     <root>/<base32(run_id)>/metrics/<record>         {"points": {"names": [distinct names],
                                                       "name": [index...] (or one index),
                                                       "value": [...], "step": [...],
@@ -22,13 +25,18 @@ Every record also carries ``origin`` (host, pid, rank, restart count; see ``trac
 
 Why it is shaped this way:
 
-* Records are named ``<time_ns:020d>-<uuid4>`` (unique across replicas and hosts) and read back
-  sorted by that name, so the last write wins (TorchX merges in directory-listing order). No
-  record is ever rewritten: object stores have no append and no safe read-modify-write.
-* ``add_source`` writes an immutable link record on both sides (child: ``source``, parent:
-  ``descendant``) so children and lineage are found without scanning the store; TorchX's
-  ``sources/`` file is kept too, so TorchX's ``AppRun.sources()`` and
-  ``run_ids(parent_run_id=...)`` see the link.
+* Records are named ``<time_ns:020d>-<128 random bits, hex>`` (unique across replicas and
+  hosts) and read back sorted by that name, so the last write wins (TorchX merges in
+  directory-listing order). No record is ever rewritten: object stores have no append and no
+  safe read-modify-write.
+* ``add_source`` writes one immutable link record (``"kind": "edge"``) into both runs'
+  ``links/`` (the parent's only when it is a run of this store) and, as the same bytes, as the
+  catalog segment of the edge (the record carries the segment's ``version`` and ``runs``), so
+  children and lineage are found without scanning the store. On a local disk that is one file
+  and two hard links: a synchronous ``add_source`` creates as many files as TorchX's does.
+  TorchX's ``sources/`` file is kept too, so TorchX's ``AppRun.sources()`` and
+  ``run_ids(parent_run_id=...)`` see the link. Link records of earlier versions (one per side,
+  ``"kind": "source"`` / ``"descendant"``) are read as before.
 * Every run directory we create gets an empty ``descendants/``: TorchX's ``add_source`` writes
   the reverse link into a parent only when that directory already exists (nothing in TorchX
   creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
@@ -47,10 +55,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import posixpath
 import random
 import time
-import uuid
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -62,6 +70,7 @@ from trackers import jsonsafe
 from trackers.api import LineageTracker, RunSummary, dedupe_links, dedupe_pairs
 from trackers.backends.catalog import (
     CATALOG,
+    CATALOG_VERSION,
     MERGE_SEGMENTS_AT,
     SEGMENT_PREFIX,
     Catalog,
@@ -77,9 +86,10 @@ from trackers.backends.snapshots import (
 )
 from trackers.errors import TrackerError
 from trackers.ids import (
+    LONG_ID_MARK,
     MAX_PATH_ID_BYTES,
     check_artifact_name,
-    decode_run_id,
+    decode_run_ids,
     encode_run_id,
     id_bytes,
     path_id,
@@ -115,6 +125,12 @@ RUN_ID_FILE = ".run_id"
 
 #: The categories a run's snapshots hold (metrics stay out: they are read by name and grow).
 SNAPSHOT_CATEGORIES = frozenset({METADATA, ARTIFACTS, LINKS, SUMMARY, STATUS})
+
+#: ``kind`` of the link record :meth:`RecordStoreTracker.add_source` writes (one for both runs).
+EDGE = "edge"
+#: Per view of a run's links (its sources, its descendants): the edge record's field that must
+#: name the run, and the field naming the linked run.
+EDGE_FIELDS = {"source": ("descendant", "source"), "descendant": ("source", "descendant")}
 
 #: How many times a conditional write of a shared object is retried before giving up.
 CONDITIONAL_WRITE_ROUNDS = 25
@@ -156,6 +172,11 @@ class RecordStoreTracker(LineageTracker):
 
     def _mkdir(self, prefix: str) -> None:
         """Make an empty directory where the store has directories (default: nothing)."""
+
+    def _put_copies(self, run_id: str, keys: Sequence[str], data: bytes) -> None:
+        """:meth:`_put` of the same ``data`` at every key (a store may share one object)."""
+        for key in keys:
+            self._put(run_id, key, data)
 
     # --- damage: what reads skipped ---
     @property
@@ -225,13 +246,23 @@ class RecordStoreTracker(LineageTracker):
         return self._read_group(run_id, category, (), compact=compact)[0]
 
     def _read_group(
-        self, run_id: str, category: str, torchx_dirs: Sequence[str], *, compact: bool = False
+        self,
+        run_id: str,
+        category: str,
+        torchx_dirs: Sequence[str],
+        *,
+        compact: bool = False,
+        keyed: bool = True,
     ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[str, list[str]]]]]:
         """A category's records in write order, and the link files of ``torchx_dirs``.
 
         Bodies come from the run's snapshot of the category where it has them (see
         :mod:`trackers.backends.snapshots`); the listings decide what exists. A read that had to
-        fetch :data:`SNAPSHOT_MIN_NEW` or more (or ``compact``) writes a new snapshot.
+        fetch :data:`SNAPSHOT_MIN_NEW` or more (or ``compact``) writes a new snapshot. With
+        ``keyed`` each record is a copy carrying its object's key as ``"_key"``; without, the
+        records are the snapshot's own (read-only for the caller: a lineage read of a run with
+        thousands of links makes no copies). An edge record's ``"runs"`` (its catalog entry, read
+        from catalog segments only) is not kept in the snapshot: it would double its size.
         """
         directory = f"{self._run_dir(run_id)}/{category}"
         listed = [n for n in self._list_names(directory) if n[:1] != "."]
@@ -256,9 +287,11 @@ class RecordStoreTracker(LineageTracker):
                 record = self._parse_record(key, fetched.get(name))
                 if record is None:
                     continue
+                if "runs" in record and record.get("kind") == EDGE:
+                    del record["runs"]
                 new_records += 1
             kept[name] = record
-            records.append({**record, "_key": key})
+            records.append({**record, "_key": key} if keyed else record)
         snap.records = kept
         files: dict[str, list[tuple[str, list[str]]]] = {}
         for torchx_dir in torchx_dirs:
@@ -323,13 +356,21 @@ class RecordStoreTracker(LineageTracker):
     def _read_link_files(
         self, run_id: str, torchx_dir: str, snap: Snapshot
     ) -> tuple[list[tuple[str, list[str]]], int]:
-        """TorchX's link files of a run (name, artifact-name lines), and how many were fetched."""
+        """TorchX's link files of a run as (linked run id, artifact-name lines), and how many
+        were fetched. The listing's names are decoded as one batch (a run may hold thousands)."""
         directory = posixpath.join(self._run_dir(run_id), torchx_dir)
-        listed = {n: v for n, v in self._list_versions(directory).items() if _torchx_link_name(n)}
+        versions = self._list_versions(directory)
+        others = {
+            name: other
+            for name, other in zip(versions, decode_run_ids(list(versions)), strict=True)
+            if other is not None and shortened_digest(other) is None
+        }
+        listed = {n: versions[n] for n in others}
         known = snap.files.get(torchx_dir, {})
         stale = [n for n, v in listed.items() if v is None or known.get(n, ("",))[0] != v]
         fetched = self._get_many([posixpath.join(directory, n) for n in stale])
-        kept = {n: known[n] for n in listed if n not in stale}
+        stale_set = set(stale)
+        kept = {n: known[n] for n in listed if n not in stale_set}
         for name, data in zip(stale, fetched, strict=True):
             if data is None:
                 continue
@@ -346,7 +387,7 @@ class RecordStoreTracker(LineageTracker):
             else:
                 kept.setdefault(name, ("", lines))
         snap.files[torchx_dir] = {n: e for n, e in kept.items() if e[0]}
-        return [(n, kept[n][1]) for n in listed if n in kept], len(stale)
+        return [(others[n], kept[n][1]) for n in listed if n in kept], len(stale)
 
     def compact(self, run_id: str) -> None:
         """Write the run's snapshots (every category readers merge) from what is stored now,
@@ -374,8 +415,11 @@ class RecordStoreTracker(LineageTracker):
     def _append_catalog(self, run_id: str, entries: Mapping[str, CatalogEntry]) -> None:
         # A name of its own, outside deterministic_record_names: a replayed segment may be
         # written twice, and merging it twice changes nothing.
-        name = f"{SEGMENT_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex}"
-        self._put(run_id, posixpath.join(self.root, name), segment(entries))
+        self._put(run_id, self._segment_key(), segment(entries))
+
+    def _segment_key(self) -> str:
+        name = f"{SEGMENT_PREFIX}{time.time_ns():020d}-{os.urandom(16).hex()}"
+        return posixpath.join(self.root, name)
 
     def _load_catalog(self) -> Catalog:
         """The catalog as stored now (merged first when it has many segments)."""
@@ -544,23 +588,39 @@ class RecordStoreTracker(LineageTracker):
     # --- links ---
     def add_source(self, run_id: str, source_id: str, artifact_name: str | None = None) -> None:
         check_artifact_name(artifact_name)
-        edge = CatalogEntry(sources={LinkedRun(source_id, artifact_name or None): None})
-        self._write_record(
-            run_id,
-            LINKS,
-            {"kind": "source", "run_id": source_id, "artifact_name": artifact_name},
-            edge,
-        )
+        self._write_edge(run_id, source_id, artifact_name)
         self._update_torchx_sources_file(run_id, source_id, artifact_name)
+
+    def _write_edge(self, run_id: str, source_id: str, artifact_name: str | None) -> None:
+        """One link record, stored in the run's ``links/``, in the source's (when the source is
+        a run of this store) and as the edge's catalog segment (see the module docstring)."""
+        self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
+        if path_id(run_id) != run_id:
+            self._write_run_id_file(run_id)
+        name = record_name()
+        entry = CatalogEntry(sources={LinkedRun(source_id, artifact_name or None): None})
+        started: set[str] = self.__dict__.setdefault("_catalog_started", set())
+        if run_id not in started:
+            entry.start = record_sort_key(name)[0] / 1e9 or None
+        record = {
+            "kind": EDGE,
+            "source": source_id,
+            "descendant": run_id,
+            "artifact_name": artifact_name,
+            "origin": record_origin(),
+            "version": CATALOG_VERSION,
+            "runs": {run_id: entry.to_json()},
+        }
+        data, notes = jsonsafe.encode(record, where=f"link record of run {run_id!r}")
+        jsonsafe.log_fallbacks(notes)
+        keys = [posixpath.join(self._run_dir(run_id), LINKS, name)]
         # The reverse link goes only into runs of this store; an external source (a dataset
         # URL, a run elsewhere) is not turned into a run by linking to it.
-        if self.has_run(source_id):
-            self._write_record(
-                source_id,
-                LINKS,
-                {"kind": "descendant", "run_id": run_id, "artifact_name": artifact_name},
-                starts=False,
-            )
+        if source_id != run_id and self.has_run(source_id):
+            self._mkdir(posixpath.join(self._run_dir(source_id), DESCENDANTS))
+            keys.append(posixpath.join(self._run_dir(source_id), LINKS, name))
+        self._put_copies(run_id, [*keys, self._segment_key()], data)
+        started.add(run_id)
 
     def _read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """An object and a version token for :meth:`_put_if` (default: no versioning)."""
@@ -611,17 +671,19 @@ class RecordStoreTracker(LineageTracker):
 
     def _link_pairs(self, run_id: str, kind: str, torchx_dir: str) -> list[tuple[str, str | None]]:
         """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link)."""
-        records, files = self._read_group(run_id, LINKS, (torchx_dir,))
+        records, files = self._read_group(run_id, LINKS, (torchx_dir,), keyed=False)
         pairs: list[tuple[str, str | None]] = []
+        this_side, other_side = EDGE_FIELDS[kind]
         for record in records:
-            other = record.get("run_id")
-            if record.get("kind") == kind and isinstance(other, str):
+            found = record.get("kind")
+            if found == EDGE:
+                other = record.get(other_side) if record.get(this_side) == run_id else None
+            else:  # an earlier version's record: one per side
+                other = record.get("run_id") if found == kind else None
+            if isinstance(other, str):
                 name = record.get("artifact_name")
                 pairs.append((other, name if isinstance(name, str) else None))
-        for file_name, lines in files[torchx_dir]:
-            other = decode_run_id(file_name)
-            if other is None:
-                continue
+        for other, lines in files[torchx_dir]:
             if lines:
                 pairs.extend((other, n) for n in lines)
             else:
@@ -655,7 +717,9 @@ class RecordStoreTracker(LineageTracker):
         return self._is_dir(self._run_dir(run_id))
 
     def _all_run_ids(self) -> list[str]:
-        ids = [i for i in map(decode_run_id, self._list_dirs(self.root)) if i is not None]
+        ids: list[str] = list(filter(None, decode_run_ids(self._list_dirs(self.root))))
+        if LONG_ID_MARK not in "\n".join(ids):  # one search for the whole listing
+            return ids
         shortened = [i for i in ids if shortened_digest(i) is not None]
         if not shortened:
             return ids
@@ -731,9 +795,13 @@ class RecordStoreTracker(LineageTracker):
                     record, "add_artifact", {k: record.get(k) for k in ("name", "path", "metadata")}
                 )
         for record in self._read_records(run_id, LINKS):
-            if record.get("kind") == "source" and isinstance(record.get("run_id"), str):
-                args = {"source_id": record["run_id"], "artifact_name": record.get("artifact_name")}
-                add(record, "add_source", args)
+            kind, name = record.get("kind"), record.get("artifact_name")
+            if kind == EDGE and record.get("descendant") == run_id:
+                source = record.get("source")
+            else:
+                source = record.get("run_id") if kind == "source" else None
+            if isinstance(source, str):
+                add(record, "add_source", {"source_id": source, "artifact_name": name})
         for record in self._read_records(run_id, STATUS):
             if isinstance(record.get("status"), str):
                 add(record, "set_status", {"status": record["status"]})
@@ -765,12 +833,6 @@ def _named(links: Iterable[LinkedRun], artifact_name: str | None) -> list[Linked
 
 
 @lru_cache(maxsize=65536)
-def _torchx_link_name(name: str) -> bool:
-    """Whether ``name`` is a TorchX link file's (the base32 of an id TorchX can write)."""
-    other = decode_run_id(name)
-    return other is not None and shortened_digest(other) is None
-
-
 def _whole_id(shortened: str, data: bytes | None) -> str:
     """The id a shortened run name stands for, from its ``.run_id`` (else the name's own id)."""
     if shortened_digest(shortened) is None or data is None:
