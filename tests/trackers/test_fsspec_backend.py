@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from trackers.backends.fsspec import FsspecConfig, FsspecTracker, create_tracker
 from trackers.errors import TrackerConfigError
+from trackers.ids import encode_run_id
 from trackers.testing import RUN, TrackerContract
 
 
@@ -182,3 +184,20 @@ def test_status_history_keeps_every_status_with_its_record_time(tmp_path: Path) 
     status_dir = next(p for p in tmp_path.iterdir() if p.is_dir()) / "status"
     names = sorted(p.name for p in status_dir.iterdir() if not p.name.startswith("."))
     assert [t for t, _ in history] == [int(n.split("-")[0]) / 1e9 for n in names]
+
+
+def test_one_tracker_object_lists_runs_added_and_removed_since_its_last_listing(
+    tmp_path: Path,
+) -> None:
+    # run_ids() keeps the ids decoded from its last root listing; a changed listing decodes anew
+    tracker = create_tracker(str(tmp_path))
+    tracker.add_metadata("local_cwd://torchx/a", x=1)
+    assert tracker.run_ids() == ["local_cwd://torchx/a"]
+    assert tracker.run_ids() == ["local_cwd://torchx/a"]
+    tracker.add_metadata("local_cwd://torchx/b", x=1)
+    assert tracker.run_ids() == ["local_cwd://torchx/a", "local_cwd://torchx/b"]
+    shutil.rmtree(tmp_path / encode_run_id("local_cwd://torchx/a"))
+    assert tracker.run_ids() == ["local_cwd://torchx/b"]
+    ids = tracker.run_ids()
+    ids.append("mutated by the caller")
+    assert tracker.run_ids() == ["local_cwd://torchx/b"]

@@ -716,8 +716,18 @@ class RecordStoreTracker(LineageTracker):
     def has_run(self, run_id: str) -> bool:
         return self._is_dir(self._run_dir(run_id))
 
+    #: The last root listing and the run ids decoded from it: a long-lived reader (the UI, a
+    #: notebook) listing an unchanged store skips decoding 10,000 names again.
+    _decoded_listing: tuple[list[str], list[str]] | None = None
+
     def _all_run_ids(self) -> list[str]:
-        ids: list[str] = list(filter(None, decode_run_ids(self._list_dirs(self.root))))
+        names = self._list_dirs(self.root)
+        last = self._decoded_listing
+        if last is not None and last[0] == names:
+            ids = list(last[1])
+        else:
+            ids = list(filter(None, decode_run_ids(names)))
+            self._decoded_listing = (names, list(ids))
         if LONG_ID_MARK not in "\n".join(ids):  # one search for the whole listing
             return ids
         shortened = [i for i in ids if shortened_digest(i) is not None]
