@@ -61,7 +61,6 @@ import random
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any, cast
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
@@ -205,19 +204,22 @@ class RecordStoreTracker(LineageTracker):
         *,
         starts: bool = True,
         status: RunStatus | None = None,
+        as_segment: bool = False,
+        shared_with: Sequence[str] = (),
     ) -> str:
         """Write one record; also a catalog segment with ``catalog``, and with the run's start
         the first time this object writes to a run (when the write ``starts`` it), and with the
-        ``status`` this record sets (named by the record, so the newest status wins)."""
+        ``status`` this record sets (named by the record, so the newest status wins).
+
+        With ``as_segment`` the record is its own catalog segment (it carries the segment's
+        ``version`` and ``runs``; the same bytes are stored as the segment), and with
+        ``shared_with`` (runs of this store) also under the same name in each of those runs'
+        ``category``: a link is one record for both of its runs (see the module docstring).
+        """
         self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
         if path_id(run_id) != run_id:
             self._write_run_id_file(run_id)
         name = record_name()
-        key = posixpath.join(self._run_dir(run_id), category, name)
-        record = {**payload, "origin": record_origin()}
-        data, notes = jsonsafe.encode(record, where=f"{category} record of run {run_id!r}")
-        jsonsafe.log_fallbacks(notes)
-        self._put(run_id, key, data)
         if status is not None:
             catalog = catalog or CatalogEntry()
             catalog.status = (status, name)
@@ -225,10 +227,20 @@ class RecordStoreTracker(LineageTracker):
         if starts and run_id not in started:
             catalog = catalog or CatalogEntry()
             catalog.start = record_sort_key(name)[0] / 1e9 or None
-        if catalog is not None:
+        record: dict[str, object] = {**payload, "origin": record_origin()}
+        if as_segment:
+            catalog = catalog or CatalogEntry()
+            record.update(version=CATALOG_VERSION, runs={run_id: catalog.to_json()})
+        data, notes = jsonsafe.encode(record, where=f"{category} record of run {run_id!r}")
+        jsonsafe.log_fallbacks(notes)
+        keys = [posixpath.join(self._run_dir(r), category, name) for r in (run_id, *shared_with)]
+        if as_segment:
+            keys.append(self._segment_key())
+        self._put_copies(run_id, keys, data)  # one key: one _put
+        if catalog is not None and not as_segment:
             self._append_catalog(run_id, {run_id: catalog})
-            if catalog.start is not None:
-                started.add(run_id)
+        if catalog is not None and catalog.start is not None:
+            started.add(run_id)
         return name
 
     def _write_run_id_file(self, run_id: str) -> None:
@@ -594,33 +606,24 @@ class RecordStoreTracker(LineageTracker):
     def _write_edge(self, run_id: str, source_id: str, artifact_name: str | None) -> None:
         """One link record, stored in the run's ``links/``, in the source's (when the source is
         a run of this store) and as the edge's catalog segment (see the module docstring)."""
-        self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
-        if path_id(run_id) != run_id:
-            self._write_run_id_file(run_id)
-        name = record_name()
-        entry = CatalogEntry(sources={LinkedRun(source_id, artifact_name or None): None})
-        started: set[str] = self.__dict__.setdefault("_catalog_started", set())
-        if run_id not in started:
-            entry.start = record_sort_key(name)[0] / 1e9 or None
-        record = {
-            "kind": EDGE,
-            "source": source_id,
-            "descendant": run_id,
-            "artifact_name": artifact_name,
-            "origin": record_origin(),
-            "version": CATALOG_VERSION,
-            "runs": {run_id: entry.to_json()},
-        }
-        data, notes = jsonsafe.encode(record, where=f"link record of run {run_id!r}")
-        jsonsafe.log_fallbacks(notes)
-        keys = [posixpath.join(self._run_dir(run_id), LINKS, name)]
         # The reverse link goes only into runs of this store; an external source (a dataset
         # URL, a run elsewhere) is not turned into a run by linking to it.
-        if source_id != run_id and self.has_run(source_id):
-            self._mkdir(posixpath.join(self._run_dir(source_id), DESCENDANTS))
-            keys.append(posixpath.join(self._run_dir(source_id), LINKS, name))
-        self._put_copies(run_id, [*keys, self._segment_key()], data)
-        started.add(run_id)
+        parents = [source_id] if source_id != run_id and self.has_run(source_id) else []
+        for parent in parents:
+            self._mkdir(posixpath.join(self._run_dir(parent), DESCENDANTS))
+        self._write_record(
+            run_id,
+            LINKS,
+            {
+                "kind": EDGE,
+                "source": source_id,
+                "descendant": run_id,
+                "artifact_name": artifact_name,
+            },
+            CatalogEntry(sources={LinkedRun(source_id, artifact_name or None): None}),
+            as_segment=True,
+            shared_with=parents,
+        )
 
     def _read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """An object and a version token for :meth:`_put_if` (default: no versioning)."""
@@ -673,14 +676,9 @@ class RecordStoreTracker(LineageTracker):
         """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link)."""
         records, files = self._read_group(run_id, LINKS, (torchx_dir,), keyed=False)
         pairs: list[tuple[str, str | None]] = []
-        this_side, other_side = EDGE_FIELDS[kind]
         for record in records:
-            found = record.get("kind")
-            if found == EDGE:
-                other = record.get(other_side) if record.get(this_side) == run_id else None
-            else:  # an earlier version's record: one per side
-                other = record.get("run_id") if found == kind else None
-            if isinstance(other, str):
+            other = _linked_run(record, run_id, kind)
+            if other is not None:
                 name = record.get("artifact_name")
                 pairs.append((other, name if isinstance(name, str) else None))
         for other, lines in files[torchx_dir]:
@@ -805,13 +803,10 @@ class RecordStoreTracker(LineageTracker):
                     record, "add_artifact", {k: record.get(k) for k in ("name", "path", "metadata")}
                 )
         for record in self._read_records(run_id, LINKS):
-            kind, name = record.get("kind"), record.get("artifact_name")
-            if kind == EDGE and record.get("descendant") == run_id:
-                source = record.get("source")
-            else:
-                source = record.get("run_id") if kind == "source" else None
-            if isinstance(source, str):
-                add(record, "add_source", {"source_id": source, "artifact_name": name})
+            source = _linked_run(record, run_id, "source")
+            if source is not None:
+                args = {"source_id": source, "artifact_name": record.get("artifact_name")}
+                add(record, "add_source", args)
         for record in self._read_records(run_id, STATUS):
             if isinstance(record.get("status"), str):
                 add(record, "set_status", {"status": record["status"]})
@@ -842,7 +837,18 @@ def _named(links: Iterable[LinkedRun], artifact_name: str | None) -> list[Linked
     ]
 
 
-@lru_cache(maxsize=65536)
+def _linked_run(record: Mapping[str, Any], run_id: str, kind: str) -> str | None:
+    """The run a link record links ``run_id`` to as its ``kind`` (``"source"`` or
+    ``"descendant"``), or ``None`` when the record is no such link of ``run_id``."""
+    found = record.get("kind")
+    if found == EDGE:
+        this_side, other_side = EDGE_FIELDS[kind]
+        other = record.get(other_side) if record.get(this_side) == run_id else None
+    else:  # an earlier version's record: one per side
+        other = record.get("run_id") if found == kind else None
+    return other if isinstance(other, str) else None
+
+
 def _whole_id(shortened: str, data: bytes | None) -> str:
     """The id a shortened run name stands for, from its ``.run_id`` (else the name's own id)."""
     if shortened_digest(shortened) is None or data is None:
