@@ -60,8 +60,9 @@ import posixpath
 import random
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
@@ -110,6 +111,7 @@ from trackers.types import (
 )
 
 logger: logging.Logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 METADATA = "metadata"
 ARTIFACTS = "artifacts"
@@ -176,6 +178,15 @@ class RecordStoreTracker(LineageTracker):
         """:meth:`_put` of the same ``data`` at every key (a store may share one object)."""
         for key in keys:
             self._put(run_id, key, data)
+
+    def _side_by_side(self, calls: Sequence[Callable[[], _T]]) -> list[_T]:
+        """The results of independent reads (listings, a snapshot GET), in order.
+
+        One after the other by default (a local disk gains nothing from threads); a store
+        where each request is a round trip (S3) runs them at once, so a read that needs two
+        listings and a snapshot waits for one round trip, not three.
+        """
+        return [call() for call in calls]
 
     # --- damage: what reads skipped ---
     @property
@@ -276,10 +287,19 @@ class RecordStoreTracker(LineageTracker):
         thousands of links makes no copies). An edge record's ``"runs"`` (its catalog entry, read
         from catalog segments only) is not kept in the snapshot: it would double its size.
         """
-        directory = f"{self._run_dir(run_id)}/{category}"
-        listed = [n for n in self._list_names(directory) if n[:1] != "."]
+        run_dir = self._run_dir(run_id)
+        directory = f"{run_dir}/{category}"
         snapped = category in SNAPSHOT_CATEGORIES
-        snap = self._load_snapshot(run_id, category) if snapped else Snapshot()
+        # The listings and the snapshot are independent reads: fetched side by side. The
+        # snapshot only holds copies of records that stay where they are, so whichever of them
+        # lands first, the listing alone decides what exists.
+        reads: list[Callable[[], Any]] = [
+            lambda: self._list_names(directory),
+            lambda: self._load_snapshot(run_id, category) if snapped else Snapshot(),
+        ]
+        reads.extend(partial(self._list_versions, f"{run_dir}/{d}") for d in torchx_dirs)
+        names_listed, snap, *link_listings = self._side_by_side(reads)
+        listed = [n for n in names_listed if n[:1] != "."]
         held = snap.records
         missing = [n for n in listed if n not in held]
         if not missing and len(listed) == len(held):
@@ -306,8 +326,8 @@ class RecordStoreTracker(LineageTracker):
             records.append({**record, "_key": key} if keyed else record)
         snap.records = kept
         files: dict[str, list[tuple[str, list[str]]]] = {}
-        for torchx_dir in torchx_dirs:
-            files[torchx_dir], changed = self._read_link_files(run_id, torchx_dir, snap)
+        for torchx_dir, versions in zip(torchx_dirs, link_listings, strict=True):
+            files[torchx_dir], changed = self._read_link_files(run_id, torchx_dir, snap, versions)
             new_records += changed
         if snapped and (compact or (new_records >= SNAPSHOT_MIN_NEW and self._reader_snapshots())):
             self._write_snapshot(run_id, category, snap)
@@ -366,12 +386,12 @@ class RecordStoreTracker(LineageTracker):
             return False
 
     def _read_link_files(
-        self, run_id: str, torchx_dir: str, snap: Snapshot
+        self, run_id: str, torchx_dir: str, snap: Snapshot, versions: Mapping[str, str | None]
     ) -> tuple[list[tuple[str, list[str]]], int]:
-        """TorchX's link files of a run as (linked run id, artifact-name lines), and how many
-        were fetched. The listing's names are decoded as one batch (a run may hold thousands)."""
+        """TorchX's link files of a run (``versions``: the listing of ``torchx_dir``) as (linked
+        run id, artifact-name lines), and how many were fetched. The listing's names are decoded
+        as one batch (a run may hold thousands)."""
         directory = posixpath.join(self._run_dir(run_id), torchx_dir)
-        versions = self._list_versions(directory)
         others = {
             name: other
             for name, other in zip(versions, decode_run_ids(list(versions)), strict=True)

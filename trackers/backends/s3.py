@@ -71,9 +71,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -536,11 +537,18 @@ class S3Tracker(RecordStoreTracker):
 
     def _fetch(self, keys: Sequence[str]) -> dict[str, bytes | None]:
         """GET ``keys`` concurrently (at most ``max_workers`` at a time)."""
-        if len(keys) <= 1:
-            return {k: self._get(k) for k in keys}
-        futures: list[Future[bytes | None]] = [self._executor().submit(self._get, k) for k in keys]
+        found = self._side_by_side([partial(self._get, k) for k in keys])
+        return dict(zip(keys, found, strict=True))
+
+    def _side_by_side(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Independent reads at once on the pool: one round trip for a run's listings and its
+        snapshot, not one per request; the GETs of many records (none of the calls submits to
+        the pool itself, so a full pool cannot deadlock)."""
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        futures = [self._executor().submit(call) for call in calls]
         try:
-            return {k: f.result() for k, f in zip(keys, futures, strict=True)}
+            return [f.result() for f in futures]
         except BaseException:
             for f in futures:
                 f.cancel()
