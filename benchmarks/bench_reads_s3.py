@@ -517,15 +517,16 @@ class _Recorder:
 
 
 _RECORD = re.compile(r"\d{20}-[0-9a-f]{32}")
-_ORIGIN = re.compile(rb',?"origin":\{[^}]*\}')
+_ORIGIN = re.compile(rb',?\s*"origin":\s*\{[^}]*\}')
 
 
 def _normalized(objects: dict[str, bytes]) -> list[tuple[str, bytes]]:
-    """Keys and bodies with record names, origins and start times blanked, sorted."""
+    """Keys and bodies with record names, origins and start times blanked, sorted (records
+    are JSON with or without spaces after ``:``: an edge record is also a catalog segment)."""
     out = []
     for key, data in objects.items():
         body = _ORIGIN.sub(b"", re.sub(rb"\d{20}-[0-9a-f]{32}", b"R", data))
-        body = re.sub(rb'"start":[0-9.e+]+', b'"start":T', body)
+        body = re.sub(rb'"start":\s*[0-9.e+]+', b'"start":T', body)
         out.append((_RECORD.sub("R", key), body))
     return sorted(out)
 
