@@ -19,7 +19,8 @@ With ``methods`` only requests of those HTTP methods can fail (``("PUT",)``: a s
 reads but takes no writes).
 
 With ``latency`` every forwarded request waits that long first (a stand-in for the round trip
-to a remote store, used by ``benchmarks/bench_s3.py --latency-ms``).
+to a remote store, used by ``benchmarks/bench_s3.py --latency-ms``). ``most_in_flight`` is
+the most requests it held or forwarded at one time (a client sending requests side by side).
 
 Which requests fail is deterministic: a request's fate is a hash of the seed, its method and
 path, and how many times that same request was seen - independent of thread scheduling. At
@@ -77,6 +78,8 @@ class FaultProxy:
         self.injected: collections.Counter[str] = collections.Counter()
         self.injected_by_method: collections.Counter[tuple[str, str]] = collections.Counter()
         self.requests = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._seen: collections.Counter[tuple[str, str]] = collections.Counter()
         self._streak: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = threading.Lock()
@@ -236,9 +239,16 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "drop-before":
             self._drop()
             return
-        if proxy.latency:
-            time.sleep(proxy.latency)
-        status, headers, data = self._forward(body)
+        with proxy._lock:
+            proxy.in_flight += 1
+            proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
+        try:
+            if proxy.latency:
+                time.sleep(proxy.latency)
+            status, headers, data = self._forward(body)
+        finally:
+            with proxy._lock:
+                proxy.in_flight -= 1
         if fault == "500-after":
             self._error("500")
         elif fault == "drop-after":

@@ -11,6 +11,8 @@ action is one of
   TorchX's tracker records metadata and a source;
 * ``{"do": "ours_write", "run": RUN, "source": SRC, "artifact": NAME, "metadata": {...}}``:
   our fsspec backend does the same;
+* ``{"do": "sources", "run": RUN}``: ``sources()`` of RUN by a new tracker of ours, as
+  ``[[source, artifact name], ...]``;
 * ``{"do": "torchx_runs", "runs": [...], "sources": {RUN: SRC}}``: TorchX's tracker writes one
   metadata record into each run (16 at a time) and a ``model`` source where ``sources`` names one.
 """
@@ -91,6 +93,9 @@ def main() -> None:
     for action in request["actions"]:
         if action["do"] == "dump":
             results.append(dump(url, endpoint, action["runs"], action["parent"]))
+        elif action["do"] == "sources":
+            found = ours(url, endpoint).sources(action["run"])
+            results.append(sorted([s.source_run_id, s.artifact_name] for s in found))
         elif action["do"] == "torchx_write":
             write(torchx(url, endpoint), action)
             results.append(None)

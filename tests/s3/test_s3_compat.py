@@ -9,8 +9,10 @@ pip downgrades botocore and ``pip check`` fails), so the s3fs side runs in a sep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,20 @@ def test_written_through_s3fs_read_by_s3(store: Store, s3fs_py: Path) -> None:
         (torchx_child, "dataset"),
     ]
     assert s3.run_ids(parent_run_id=PREPARE) == sorted([torchx_child, fsspec_child])
+
+
+def test_fsspec_backend_over_s3fs_reads_a_runs_listings_and_snapshot_side_by_side(
+    store: Store, s3fs_py: Path, proxy_factory: Callable[..., Any]
+) -> None:
+    """``--tracker fsspec=s3://...``: sources() of a compacted run needs two listings and the
+    snapshot; on s3fs (an async filesystem) they go out together, one round trip, not three."""
+    writer = create_tracker(store.config())
+    writer.add_metadata(PREPARE, step="prepare")
+    for name in ("a", "b", "c"):
+        writer.add_source(TRAIN, PREPARE, name)
+    writer.compact(TRAIN)
+    proxy = proxy_factory(rate=0.0, latency=0.3)  # every request held: sent together, they overlap
+    through_proxy = dataclasses.replace(store, endpoint=proxy.endpoint)
+    (found,) = s3fs_side(s3fs_py, through_proxy, {"do": "sources", "run": TRAIN})
+    assert found == [[PREPARE, "a"], [PREPARE, "b"], [PREPARE, "c"]]
+    assert proxy.most_in_flight >= 3

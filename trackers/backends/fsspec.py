@@ -17,9 +17,10 @@ import logging
 import os
 import posixpath
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import fsspec
@@ -30,6 +31,7 @@ from trackers.config_options import check_known, load_mapping_config
 from trackers.errors import TrackerConfigError
 
 logger: logging.Logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Where a job or the launcher keeps runs when the fsspec tracker is given no config.
 DEFAULT_ROOT = "torchx-runs"
@@ -290,6 +292,17 @@ class FsspecTracker(RecordStoreTracker):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def _side_by_side(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """On an asynchronous filesystem (s3fs, gcsfs, adlfs...) the reads run at once: each
+        thread's call goes to fsspec's one event loop, so a run's listings and its snapshot
+        wait one round trip. A local disk gains nothing from threads, and a synchronous
+        remote filesystem (sftp, ftp...) may not be safe to call from several threads."""
+        if self._local or len(calls) <= 1 or not getattr(self.fs, "async_impl", False):
+            return super()._side_by_side(calls)
+        with ThreadPoolExecutor(len(calls), thread_name_prefix="fsspec-read") as pool:
+            futures = [pool.submit(call) for call in calls]
+            return [f.result() for f in futures]
 
     def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
