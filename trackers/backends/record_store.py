@@ -111,7 +111,7 @@ from trackers.types import (
 )
 
 logger: logging.Logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
+T = TypeVar("T")
 
 METADATA = "metadata"
 ARTIFACTS = "artifacts"
@@ -179,7 +179,7 @@ class RecordStoreTracker(LineageTracker):
         for key in keys:
             self._put(run_id, key, data)
 
-    def _side_by_side(self, calls: Sequence[Callable[[], _T]]) -> list[_T]:
+    def _side_by_side(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """The results of independent reads (listings, a snapshot GET), in order.
 
         One after the other by default (a local disk gains nothing from threads); a store

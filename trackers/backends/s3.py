@@ -545,7 +545,7 @@ class S3Tracker(RecordStoreTracker):
         snapshot, not one per request; the GETs of many records (none of the calls submits to
         the pool itself, so a full pool cannot deadlock)."""
         if len(calls) <= 1:
-            return [call() for call in calls]
+            return super()._side_by_side(calls)
         futures = [self._executor().submit(call) for call in calls]
         try:
             return [f.result() for f in futures]
