@@ -60,7 +60,7 @@ def test_a_compacted_run_reads_in_at_most_three_requests(
 
 
 def test_a_runs_listings_and_snapshot_are_requested_side_by_side(
-    make_s3_tracker: Callable[..., Any],
+    make_s3_tracker: Callable[..., Any], proxy_factory: Callable[..., Any]
 ) -> None:
     """sources() needs two listings (links/, TorchX's sources/) and the snapshot: behind real
     latency one round trip, not three, so all three requests are in flight at once."""
@@ -69,26 +69,12 @@ def test_a_runs_listings_and_snapshot_are_requested_side_by_side(
     for i in range(3):
         writer.add_source(RUN, PARENT, f"s{i}")
     writer.compact(RUN)
-    reader = make_s3_tracker()
-    lock = threading.Lock()
-    in_flight = [0, 0]  # now, most at once
-
-    def sent(**kwargs: Any) -> None:
-        with lock:
-            in_flight[0] += 1
-            in_flight[1] = max(in_flight)
-        threading.Event().wait(0.3)  # a slow link: requests sent together overlap here
-
-    def answered(**kwargs: Any) -> None:
-        with lock:
-            in_flight[0] -= 1
-
-    reader._client.meta.events.register("before-send.s3.*", sent)
-    reader._client.meta.events.register("after-call.s3.*", answered)
+    proxy = proxy_factory(rate=0.0, latency=0.3)  # every request held: sent together, they overlap
+    reader = make_s3_tracker(endpoint=proxy.endpoint)
     requests = Requests(reader)
     assert [s.artifact_name for s in reader.sources(RUN)] == ["s0", "s1", "s2"]
     assert sorted(requests.ops) == ["GetObject", "ListObjectsV2", "ListObjectsV2"]
-    assert in_flight == [0, 3]
+    assert (proxy.in_flight, proxy.most_in_flight) == (0, 3)
 
 
 def test_run_listing_requests_do_not_grow_with_records(
