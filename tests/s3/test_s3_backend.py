@@ -422,11 +422,34 @@ def competing_write(
 
 
 def test_sources_file_create_race_loses_no_name(
-    tracker: S3Tracker, store: Store, competing_write: Callable[[bytes], None]
+    tracker: S3Tracker, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    competing_write(b"checkpoint\n")  # created by someone else after we saw no file
+    key = f"{b32(RUN)}/sources/{b32(PARENT)}"
+    original = tracker._conditional_put
+    puts: list[dict[str, str]] = []
+
+    def compete_then_put(k: str, data: bytes, condition: Any) -> bool | None:
+        if k.endswith(key) and not puts:  # someone else creates it just before we do
+            store.admin.put_object(Bucket=store.bucket, Key=k, Body=b"checkpoint\n")
+        puts.append(dict(condition))
+        return original(k, data, condition)
+
+    monkeypatch.setattr(tracker, "_conditional_put", compete_then_put)
     tracker.add_source(RUN, PARENT, "dataset")
     assert sources_file(store, RUN, PARENT) == ["checkpoint", "dataset"]
+    assert [list(c) for c in puts] == [["IfNoneMatch"], ["IfMatch"]]  # refused, then merged
+
+
+def test_a_new_sources_file_is_one_conditional_put_without_a_read(
+    tracker: S3Tracker, store: Store
+) -> None:
+    tracker.add_metadata(RUN, x=1)
+    requests = Requests(tracker)
+    tracker.add_source(RUN, "s3://data/shard-0", "data")  # not a run of this store
+    # is the source a run here; the link record; its catalog segment; TorchX's sources/ file,
+    # created with If-None-Match instead of a GET that finds nothing and then the PUT
+    assert sorted(requests.ops) == ["ListObjectsV2", "PutObject", "PutObject", "PutObject"]
+    assert sources_file(store, RUN, "s3://data/shard-0") == ["data"]
 
 
 def test_sources_file_update_race_loses_no_name(

@@ -146,3 +146,73 @@ def test_link_records_of_earlier_versions_are_read(store: tuple[FsspecTracker, P
         "new",
         "old",
     ]
+
+
+# --- TorchX's sources/ file: created in place ---
+
+
+def torchx_sources_file(root: Path, run_id: str, source_id: str) -> Path:
+    return root / encode_run_id(run_id) / "sources" / encode_run_id(source_id)
+
+
+def test_an_empty_torchx_link_file_is_a_write_in_progress_not_a_link(
+    store: tuple[FsspecTracker, Path],
+) -> None:
+    """TorchX writes at least a line break; an empty file is one being created (ours are
+    created in place) or truncated by TorchX's rewrite, so it is no link until its write lands,
+    and a snapshot taken meanwhile does not hide that write."""
+    tracker, root = store
+    other = "local_cwd://torchx/other"
+    tracker.add_source(CHILD, PARENT, "dataset")
+    in_progress = torchx_sources_file(root, CHILD, other)
+    in_progress.touch()
+    reader = create_tracker(str(root))
+    reader.compact(CHILD)
+    assert [(s.source_run_id, s.artifact_name) for s in reader.sources(CHILD)] == [
+        (PARENT, "dataset")
+    ]
+    in_progress.write_text("weights\n")
+    assert sorted((s.source_run_id, s.artifact_name) for s in reader.sources(CHILD)) == [
+        (PARENT, "dataset"),
+        (other, "weights"),
+    ]
+
+
+def test_a_failed_write_of_a_new_torchx_link_file_leaves_no_file_and_a_retry_writes_it(
+    store: tuple[FsspecTracker, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker, root = store
+    real_write = os.write
+    calls: list[int] = []
+
+    def disk_full_on_the_second_file(fd: int, data: object) -> int:
+        calls.append(fd)
+        if len(calls) == 2:  # the link record's file was the first
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "write", disk_full_on_the_second_file)
+    with pytest.raises(OSError, match="No space left"):
+        tracker.add_source(CHILD, PARENT, "dataset")
+    monkeypatch.setattr(os, "write", real_write)
+    assert not torchx_sources_file(root, CHILD, PARENT).exists()
+    assert list(root.glob(".tmp*")) == []
+    tracker.add_source(CHILD, PARENT, "dataset")
+    assert torchx_sources_file(root, CHILD, PARENT).read_text() == "dataset\n"
+
+
+def test_torchx_reads_a_link_file_we_created_and_we_merge_into_one_it_rewrote(
+    store: tuple[FsspecTracker, Path],
+) -> None:
+    import fsspec
+    from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
+
+    tracker, root = store
+    torchx = TorchxFsspecTracker(fsspec.filesystem("file"), str(root))
+    tracker.add_source(CHILD, PARENT, "dataset")
+    assert [(s.source_run_id, s.artifact_name) for s in torchx.sources(CHILD)] == [
+        (PARENT, "dataset")
+    ]
+    torchx.add_source(CHILD, PARENT, "checkpoint")  # TorchX rewrites the file in place
+    tracker.add_source(CHILD, PARENT, "model")
+    assert torchx_sources_file(root, CHILD, PARENT).read_text() == "checkpoint\nmodel\n"

@@ -35,7 +35,10 @@ Why it is shaped this way:
   children and lineage are found without scanning the store. On a local disk that is one file
   and two hard links: a synchronous ``add_source`` creates as many files as TorchX's does.
   TorchX's ``sources/`` file is kept too, so TorchX's ``AppRun.sources()`` and
-  ``run_ids(parent_run_id=...)`` see the link. Link records of earlier versions (one per side,
+  ``run_ids(parent_run_id=...)`` see the link. A run's first link to a source creates that
+  file in one step where the store can (``O_EXCL`` in place locally, ``If-None-Match`` on S3);
+  later ones read, merge and write it back. Readers skip an empty link file: TorchX always
+  writes at least a line break, so empty means a write in progress. Link records of earlier versions (one per side,
   ``"kind": "source"`` / ``"descendant"``) are read as before.
 * Every run directory we create gets an empty ``descendants/``: TorchX's ``add_source`` writes
   the reverse link into a parent only when that directory already exists (nothing in TorchX
@@ -53,6 +56,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -204,7 +208,12 @@ class RecordStoreTracker(LineageTracker):
 
     # --- layout ---
     def _run_dir(self, run_id: str) -> str:
-        return posixpath.join(self.root, encode_run_id(run_id))
+        return f"{self._root_slash}{encode_run_id(run_id)}"
+
+    @functools.cached_property
+    def _root_slash(self) -> str:
+        """The root as a key prefix (``posixpath.join`` per key is a visible share of a write)."""
+        return posixpath.join(self.root, "")
 
     def _write_record(
         self,
@@ -227,7 +236,7 @@ class RecordStoreTracker(LineageTracker):
         ``shared_with`` (runs of this store) also under the same name in each of those runs'
         ``category``: a link is one record for both of its runs (see the module docstring).
         """
-        self._mkdir(posixpath.join(self._run_dir(run_id), DESCENDANTS))
+        self._mkdir(f"{self._run_dir(run_id)}/{DESCENDANTS}")
         if path_id(run_id) != run_id:
             self._write_run_id_file(run_id)
         name = record_name()
@@ -244,7 +253,7 @@ class RecordStoreTracker(LineageTracker):
             record.update(version=CATALOG_VERSION, runs={run_id: catalog.to_json()})
         data, notes = jsonsafe.encode(record, where=f"{category} record of run {run_id!r}")
         jsonsafe.log_fallbacks(notes)
-        keys = [posixpath.join(self._run_dir(r), category, name) for r in (run_id, *shared_with)]
+        keys = [f"{self._run_dir(r)}/{category}/{name}" for r in (run_id, *shared_with)]
         if as_segment:
             keys.append(self._segment_key())
         self._put_copies(run_id, keys, data)  # one key: one _put
@@ -390,7 +399,10 @@ class RecordStoreTracker(LineageTracker):
     ) -> tuple[list[tuple[str, list[str]]], int]:
         """TorchX's link files of a run (``versions``: the listing of ``torchx_dir``) as (linked
         run id, artifact-name lines), and how many were fetched. The listing's names are decoded
-        as one batch (a run may hold thousands)."""
+        as one batch (a run may hold thousands). An empty file is skipped, not read as a link
+        without artifact names: TorchX writes at least a line break, so empty is a file being
+        created (ours are created in place, see :meth:`_create_if_absent`) or truncated by
+        TorchX's rewrite; its token changes when the write lands, so the next read takes it."""
         directory = posixpath.join(self._run_dir(run_id), torchx_dir)
         others = {
             name: other
@@ -404,7 +416,7 @@ class RecordStoreTracker(LineageTracker):
         stale_set = set(stale)
         kept = {n: known[n] for n in listed if n not in stale_set}
         for name, data in zip(stale, fetched, strict=True):
-            if data is None:
+            if not data:  # gone, or created and not yet written (TorchX never leaves one empty)
                 continue
             try:
                 lines = _lines(data)
@@ -450,8 +462,7 @@ class RecordStoreTracker(LineageTracker):
         self._put(run_id, self._segment_key(), segment(entries))
 
     def _segment_key(self) -> str:
-        name = f"{SEGMENT_PREFIX}{time.time_ns():020d}-{os.urandom(16).hex()}"
-        return posixpath.join(self.root, name)
+        return f"{self._root_slash}{SEGMENT_PREFIX}{time.time_ns():020d}-{os.urandom(16).hex()}"
 
     def _load_catalog(self) -> Catalog:
         """The catalog as stored now (merged first when it has many segments)."""
@@ -630,7 +641,7 @@ class RecordStoreTracker(LineageTracker):
         # URL, a run elsewhere) is not turned into a run by linking to it.
         parents = [source_id] if source_id != run_id and self.has_run(source_id) else []
         for parent in parents:
-            self._mkdir(posixpath.join(self._run_dir(parent), DESCENDANTS))
+            self._mkdir(f"{self._run_dir(parent)}/{DESCENDANTS}")
         self._write_record(
             run_id,
             LINKS,
@@ -660,6 +671,13 @@ class RecordStoreTracker(LineageTracker):
         self._put(run_id, key, data)
         return True
 
+    def _create_if_absent(self, run_id: str, key: str, data: bytes) -> bool:
+        """Create ``key`` holding ``data`` in one step if nothing is there; ``False`` when
+        something is, or when the store cannot tell without reading first (the default), so
+        the caller reads, merges and writes instead. Only TorchX's link files come here: a
+        reader must skip such a file while it is empty (see :meth:`_read_link_files`)."""
+        return False
+
     def _update_torchx_sources_file(
         self, run_id: str, source_id: str, artifact_name: str | None
     ) -> None:
@@ -670,8 +688,10 @@ class RecordStoreTracker(LineageTracker):
         """
         if len(id_bytes(source_id)) > MAX_PATH_ID_BYTES:
             return  # TorchX cannot have a file for it (its name would exceed 255 bytes)
-        key = posixpath.join(self._run_dir(run_id), SOURCES, encode_run_id(source_id))
+        key = f"{self._run_dir(run_id)}/{SOURCES}/{encode_run_id(source_id)}"
         name = artifact_name or ""
+        if self._create_if_absent(run_id, key, f"{name}\n".encode()):
+            return  # the usual case, a run's first link to this source: nothing to merge
         for attempt in range(CONDITIONAL_WRITE_ROUNDS):
             current, version = self._read_versioned(key)
             lines = None if current is None else _lines(current)

@@ -698,9 +698,25 @@ class S3Tracker(RecordStoreTracker):
         elif version:
             condition = {"IfMatch": version}
         else:  # a store that sends no ETag cannot take If-Match
+            condition = None
+        written = None if condition is None else self._conditional_put(key, data, condition)
+        if written is None:
             self._warn_conditional()
             self._put_object(key, data)
             return True
+        return written
+
+    def _create_if_absent(self, run_id: str, key: str, data: bytes) -> bool:
+        """One PUT with ``If-None-Match: *``, where reading first cost a GET that found nothing
+        and then that same PUT. A store without conditional writes is asked once; after that
+        the caller reads first, as it must there."""
+        if self.__dict__.get("_no_conditional_writes"):
+            return False
+        return bool(self._conditional_put(key, data, {"IfNoneMatch": "*"}))
+
+    def _conditional_put(self, key: str, data: bytes, condition: Mapping[str, str]) -> bool | None:
+        """``True`` when written, ``False`` when the condition failed (someone else wrote
+        first), ``None`` when the store does not take conditional writes."""
         client_error = _import("botocore.exceptions").ClientError
         try:
             self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **condition)
@@ -713,9 +729,8 @@ class S3Tracker(RecordStoreTracker):
                 raise self._failure("PutObject", key, e) from e
         except Exception as e:
             raise self._failure("PutObject", key, e) from e
-        self._warn_conditional()
-        self._put_object(key, data)
-        return True
+        self.__dict__["_no_conditional_writes"] = True
+        return None
 
     def _warn_conditional(self) -> None:
         self._warn_once(
