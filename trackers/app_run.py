@@ -297,17 +297,20 @@ class AppRun:
         handler that closes again has interrupted it and would wait for itself.
         """
         limit = self.settings.shutdown_timeout if timeout is None else timeout
-        if self._closed:
-            if self._closing_thread is not threading.main_thread():
-                self._close_done.wait(limit)
-            return
-        self._closed = True
-        self._closing_thread = threading.current_thread()
-        try:
-            with lifecycle.closing():
+        # Inside closing() before the run is marked closed: a SIGTERM between the two would
+        # find a close that is neither under way (the handler's own close waits for it) nor
+        # shielded (the handler waits for that close): both waited out the shutdown timeout.
+        with lifecycle.closing():
+            if self._closed:
+                if self._closing_thread is not threading.main_thread():
+                    self._close_done.wait(limit)
+                return
+            self._closing_thread = threading.current_thread()
+            self._closed = True
+            try:
                 self._close(status, limit)
-        finally:
-            self._close_done.set()
+            finally:
+                self._close_done.set()
 
     def _close(self, status: RunStatus | None, limit: float) -> None:
         final: RunStatus = status or self._exit_status or "SUCCEEDED"
@@ -331,10 +334,9 @@ class AppRun:
             for delivery in list(self._deliveries.values()):
                 delivery.adopt_leftovers()  # what ended worker processes could not deliver
         for i, delivery in sorted(self._deliveries.items()):
-            # No compaction at exit: it read the whole run while a pool's workers were being
-            # torn down and hung forked-pool jobs (CI, 1 run in ~20). Readers and `torchx
-            # tracker compact` write the snapshots.
-            left = delivery.close(time_left(deadline), compact=False)
+            # The process that started the run compacts it (a pool's workers would each redo
+            # it), within what is left of the shutdown limit.
+            left = delivery.close(time_left(deadline), compact=not self._worker)
             if not left:
                 continue
             if delivery.spool_dir is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from torchx.tracker.api import TrackerBase
 
 from trackers.errors import BackendUnavailable, is_transient
+from trackers.helper_threads import start_helper_thread
 from trackers.ids import encode_run_id
 from trackers.operations import Operation
 from trackers.spool import Segment, leftover_segments, tracker_key
@@ -104,10 +105,7 @@ class Delivery:
         self._failed_attempts = 0  # transient failures so far (tells a retry happened)
         self.gave_up_down: Exception | None = None  # set when close stopped early: store down
         self.adopt_leftovers()
-        self._thread = threading.Thread(
-            target=self._run, name=f"torchx-lineage-delivery-{name}", daemon=True
-        )
-        self._thread.start()
+        self._thread = start_helper_thread(self._run, f"torchx-lineage-delivery-{name}")
 
     @property
     def spool_dir(self) -> Path | None:
@@ -184,8 +182,10 @@ class Delivery:
 
         A store that is down when what is left is all spooled gets one short retry instead of
         the whole ``timeout`` (see the module docstring; :attr:`gave_up_down` says why).
+        Compaction gets what is left of ``timeout`` and is abandoned when that runs out.
         Returns how many operations are left undelivered.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._drain_for_close(timeout)
         with self._cond:
             self._closed = True
@@ -199,23 +199,39 @@ class Delivery:
         if left == 0:
             self._thread.join(1.0)
             if compact and self.gave_up_down is None and not self._thread.is_alive():
-                self._compact()
+                self._compact(time_left(deadline))
         return left
 
-    def _compact(self) -> None:
-        """Write the run's snapshots once everything is delivered (record stores only).
+    def _compact(self, within: float | None) -> None:
+        """Write the run's snapshots once everything is delivered (record stores only), so
+        even the first read of a closed run takes one snapshot instead of every record.
 
-        Runs on the closing thread after the delivery thread stopped, so nothing else writes
-        through this object meanwhile. A failure is logged: reads stay correct, only slower.
+        On a thread of its own, after the delivery thread stopped (nothing else writes through
+        this object meanwhile), waited for at most ``within`` seconds: a slow store must not
+        hold the process past its shutdown limit. Abandoning it is safe (a snapshot is written
+        whole or not at all, and is only a cache); readers and ``torchx tracker compact`` write
+        snapshots too. A failure is logged: reads stay correct, only slower.
         """
         compact = getattr(self.tracker, "compact", None)
-        if not callable(compact):
+        if not callable(compact) or within == 0:
             return
-        try:
-            compact(self.run_id)
-        except Exception as e:
+
+        def run() -> None:
+            try:
+                compact(self.run_id)
+            except Exception as e:
+                logger.info(
+                    "tracking: could not compact run %s in %r: %s", self.run_id, self.tracker, e
+                )
+
+        thread = start_helper_thread(run, f"torchx-lineage-compact-{self.name}")
+        thread.join(within)
+        if thread.is_alive():
             logger.info(
-                "tracking: could not compact run %s in %r: %s", self.run_id, self.tracker, e
+                "tracking: compacting run %s in %r did not finish within the shutdown limit; "
+                "left to readers and `torchx tracker compact`",
+                self.run_id,
+                self.tracker,
             )
 
     def _drain_for_close(self, timeout: float | None) -> None:

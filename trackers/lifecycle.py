@@ -18,10 +18,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import NoReturn, Protocol
 
+from trackers.helper_threads import start_helper_thread
 from trackers.types import RunStatus
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -140,9 +142,7 @@ def install(run: ExitingRun) -> None:
                 _deferred_signal = functools.partial(hand_on, signum, frame)
                 run = _installed_for
                 limit = (run.settings.shutdown_timeout if run is not None else 30.0) + 1
-                timer = threading.Timer(limit, _resend_deferred, args=(signum,))
-                timer.daemon = True
-                timer.start()
+                start_helper_thread(_resend_deferred, "torchx-lineage-sigterm-wait", limit, signum)
                 return
             if _hand_on_now:
                 hand_on(signum, frame)
@@ -153,8 +153,7 @@ def install(run: ExitingRun) -> None:
                 # Closed from another thread, waited for at most the shutdown timeout: this
                 # handler interrupts the training thread, which may hold a lock close() needs
                 # (an HTTP connection pool, say); then the wait ends and the exit goes on.
-                closer = threading.Thread(target=run.close, name="torchx-lineage-sigterm")
-                closer.start()
+                closer = start_helper_thread(run.close, "torchx-lineage-sigterm", daemon=False)
                 closer.join(run.settings.shutdown_timeout + 1)
             hand_on(signum, frame)
 
@@ -167,9 +166,11 @@ _hand_on_now = False  # a deferred SIGTERM waited too long: the next one is hand
 _forking_from_main = True
 
 
-def _resend_deferred(signum: int) -> None:
-    """A deferred SIGTERM whose close did not end in time is sent again, to be handed on."""
+def _resend_deferred(after: float, signum: int) -> None:
+    """A deferred SIGTERM whose close did not end ``after`` seconds on is sent again, to be
+    handed on."""
     global _hand_on_now
+    time.sleep(after)
     if _deferred_signal is not None:
         logger.warning("a close deferred SIGTERM for too long; the signal goes on now")
         _hand_on_now = True

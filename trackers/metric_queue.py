@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from trackers.helper_threads import start_helper_thread
 from trackers.types import MetricColumns, MetricPoint
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -71,8 +72,7 @@ class MetricQueue:
         self._stopped = False
         self.dropped = 0
         self._dropped_reported = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread = start_helper_thread(self._run, name)
 
     # --- training thread ---
     def put(self, metrics: Mapping[str, float], step: int | None, rank: int | None) -> None:

@@ -259,3 +259,48 @@ def test_children_and_lineage_work_on_torchx_only_trackers(tmp_path: Path) -> No
     parent = AppRun(PARENT, [theirs])
     assert [c.id for c in parent.children()] == [RUN]
     assert parent.lineage().descendants == {RUN: 1}
+
+
+# --- compaction when the run closes ---
+
+
+def test_a_run_closed_by_app_run_is_compacted_for_its_first_reader(tmp_path: Path) -> None:
+    store = create_tracker(str(tmp_path / "runs"))
+    run = AppRun(RUN, [store], settings=RunSettings(spool_dir=tmp_path / "spool"))
+    for i in range(40):
+        run.add_metadata(**{f"k{i}": i})
+    run.add_source(PARENT, "dataset")
+    run.close()
+    snapshots = tmp_path / "runs" / store._run_dir(RUN).rsplit("/", 1)[1] / ".snapshot"
+    metadata = json.loads((snapshots / "metadata").read_bytes())
+    assert len(metadata["records"]) == 40
+    links = json.loads((snapshots / "links").read_bytes())
+    assert len(links["records"]) == 1
+    reader = create_tracker(str(tmp_path / "runs"))
+    assert reader.metadata(RUN) == {f"k{i}": i for i in range(40)}
+
+
+class SlowCompactingTracker(FsspecTracker):
+    """A store whose compaction takes far longer than a job may take to end."""
+
+    def compact(self, run_id: str) -> None:
+        threading.Event().wait(30)
+
+
+def test_compaction_at_close_is_given_up_at_the_shutdown_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    import fsspec
+
+    store = SlowCompactingTracker(fsspec.filesystem("file"), str(tmp_path / "runs"))
+    settings = RunSettings(spool_dir=tmp_path / "spool", shutdown_timeout=1.0)
+    run = AppRun(RUN, [store], settings=settings)
+    run.add_metadata(x=1)
+    start = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="trackers.delivery"):
+        run.close()
+    assert time.monotonic() - start < 5
+    assert "did not finish within the shutdown limit" in caplog.text
+    assert create_tracker(str(tmp_path / "runs")).metadata(RUN) == {"x": 1}

@@ -214,3 +214,112 @@ def test_child_forked_by_another_thread_is_not_inside_the_main_threads_close(
     )
     wait_for_line(proc, "0")
     assert proc.wait(60) == 0
+
+
+def blocked_signals(tid: int) -> set[int]:
+    """The signals thread ``tid`` of this process blocks (Linux: ``SigBlk`` in /proc)."""
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+    mask = int(line.split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_every_thread_the_tracker_starts_leaves_sigterm_and_sigint_to_the_main_thread(
+    tmp_path: Path,
+) -> None:
+    """Python runs signal handlers on the main thread only; a SIGTERM the kernel hands to a
+    helper thread never wakes a main thread blocked in a lock (a pool worker waiting for its
+    next task), and Pool.terminate() then waited for that worker forever."""
+    import threading
+
+    from trackers import AppRun
+    from trackers.backends.s3 import S3Config, S3Tracker
+
+    before = {t.ident for t in threading.enumerate()}
+    run = AppRun(RUN, [create_tracker(str(tmp_path / "runs"))])
+    run.log({"loss": 1.0}, step=0)
+    run.add_metadata(x=1)
+    run.flush()
+    s3 = S3Tracker(S3Config.parse("s3://bucket/runs?endpoint_url=http://127.0.0.1:9"))
+    s3._executor().submit(lambda: None).result()  # its request pool's first thread
+    ours = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in before and t.name.startswith(("torchx-lineage", "s3-tracker"))
+    ]
+    try:
+        names = sorted(t.name for t in ours)
+        assert any(n.startswith("torchx-lineage-delivery") for n in names), names
+        assert "torchx-lineage-writer" in names, names
+        assert any(n.startswith("s3-tracker") for n in names), names
+        for thread in ours:
+            assert thread.native_id is not None
+            assert {signal.SIGTERM, signal.SIGINT} <= blocked_signals(thread.native_id), thread.name
+        assert signal.SIGTERM not in blocked_signals(threading.main_thread().native_id or 0)
+    finally:
+        run.close()
+        s3._executor().shutdown()
+
+
+def test_sigterm_to_a_process_whose_main_thread_waits_on_a_lock_ends_it(tmp_path: Path) -> None:
+    """Where Pool.terminate() finds a worker: in a multiprocessing lock, with our threads up."""
+    for _ in range(5):
+        proc = run_job(
+            tmp_path,
+            """
+            import multiprocessing
+            run = AppRun.run_from_env()
+            run.add_metadata(x=1)
+            run.flush()
+            lock = multiprocessing.Lock()
+            lock.acquire()
+            print("ready", flush=True)
+            lock.acquire()  # held by this process already: waits until a signal ends it
+            """,
+            TORCHX_TRACKER_SHUTDOWN_TIMEOUT="20",
+        )
+        wait_for_line(proc, "ready")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == -signal.SIGTERM
+        assert create_tracker(str(tmp_path / "runs")).status(RUN) == "KILLED"
+
+
+def test_sigterm_as_the_main_thread_begins_its_close_still_closes_the_run_at_once(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM at the very start of a close on the main thread (a multiprocessing finalizer
+    closing a pool worker as Pool.terminate() signals it): the handler's close runs it whole,
+    at once. It used to find the run marked closed but not yet closing, and the two closes
+    waited for each other until the shutdown timeout ran out, with no final status."""
+    proc = run_job(
+        tmp_path,
+        """
+        import contextlib, os
+        from trackers import lifecycle
+        begin_close = lifecycle.closing
+        signalled = []
+
+        @contextlib.contextmanager
+        def signalled_closing():
+            if not signalled:  # the main thread's close, not the handler's
+                signalled.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)  # handled before the close goes further
+            with begin_close():
+                yield
+
+        lifecycle.closing = signalled_closing
+        run = AppRun.run_from_env()
+        run.add_metadata(x=1)
+        print("ready", flush=True)
+        run.close()
+        """,
+        TORCHX_TRACKER_SHUTDOWN_TIMEOUT="20",
+    )
+    wait_for_line(proc, "ready")
+    start = time.monotonic()
+    assert proc.wait(60) == -signal.SIGTERM, proc.stderr.read() if proc.stderr else ""
+    assert time.monotonic() - start < 10
+    store = create_tracker(str(tmp_path / "runs"))
+    assert store.status(RUN) == "KILLED"
+    assert store.metadata(RUN)["x"] == 1

@@ -29,6 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from trackers.backends.record_store import RecordStoreTracker
 from trackers.config_options import check_known, load_mapping_config
 from trackers.errors import TrackerConfigError
+from trackers.helper_threads import leave_signals_to_main_thread
 
 logger: logging.Logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -307,7 +308,9 @@ class FsspecTracker(RecordStoreTracker):
         remote filesystem (sftp, ftp...) may not be safe to call from several threads."""
         if self._local or len(calls) <= 1 or not getattr(self.fs, "async_impl", False):
             return super()._side_by_side(calls)
-        with ThreadPoolExecutor(len(calls), thread_name_prefix="fsspec-read") as pool:
+        with ThreadPoolExecutor(
+            len(calls), thread_name_prefix="fsspec-read", initializer=leave_signals_to_main_thread
+        ) as pool:
             futures = [pool.submit(call) for call in calls]
             return [f.result() for f in futures]
 

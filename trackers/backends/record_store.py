@@ -38,8 +38,8 @@ Why it is shaped this way:
   ``run_ids(parent_run_id=...)`` see the link. A run's first link to a source creates that
   file in one step where the store can (``O_EXCL`` in place locally, ``If-None-Match`` on S3);
   later ones read, merge and write it back. Readers skip an empty link file: TorchX always
-  writes at least a line break, so empty means a write in progress. Link records of earlier versions (one per side,
-  ``"kind": "source"`` / ``"descendant"``) are read as before.
+  writes at least a line break, so empty means a write in progress. Link records of earlier
+  versions (one per side, ``"kind": "source"`` / ``"descendant"``) are read as before.
 * Every run directory we create gets an empty ``descendants/``: TorchX's ``add_source`` writes
   the reverse link into a parent only when that directory already exists (nothing in TorchX
   creates it), so this makes links added by TorchX's own ``AppRun`` findable from the parent.
@@ -89,6 +89,7 @@ from trackers.backends.snapshots import (
     parse_snapshot,
 )
 from trackers.errors import TrackerError
+from trackers.helper_threads import leave_signals_to_main_thread
 from trackers.ids import (
     LONG_ID_MARK,
     MAX_PATH_ID_BYTES,
@@ -547,7 +548,11 @@ class RecordStoreTracker(LineageTracker):
             # files): runs are derived side by side so their round trips overlap. Merging
             # entries is order-free, so the order they come back in does not matter.
             workers = min(DERIVE_WORKERS, len(missing))
-            with ThreadPoolExecutor(workers, thread_name_prefix="catalog-derive") as pool:
+            with ThreadPoolExecutor(
+                workers,
+                thread_name_prefix="catalog-derive",
+                initializer=leave_signals_to_main_thread,
+            ) as pool:
                 for entries in pool.map(self._derive_entries, missing):
                     for other, entry in entries.items():
                         derived.add(other, entry)

@@ -101,6 +101,7 @@ from trackers.config_options import (
     parse_fields,
 )
 from trackers.errors import BackendUnavailable, TrackerConfigError, TrackerError
+from trackers.helper_threads import leave_signals_to_main_thread
 from trackers.ids import record_name
 from trackers.redact import looks_like_credential, redact
 from trackers.warn_once import WarnOnce
@@ -531,7 +532,9 @@ class S3Tracker(RecordStoreTracker):
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    max_workers=self.config.max_workers, thread_name_prefix="s3-tracker"
+                    max_workers=self.config.max_workers,
+                    thread_name_prefix="s3-tracker",
+                    initializer=leave_signals_to_main_thread,
                 )
             return self._pool
 
