@@ -280,6 +280,32 @@ def test_a_run_closed_by_app_run_is_compacted_for_its_first_reader(tmp_path: Pat
     assert reader.metadata(RUN) == {f"k{i}": i for i in range(40)}
 
 
+def _start_and_close_a_run(root: str, spool: str) -> None:
+    run = AppRun(RUN, [create_tracker(root)], settings=RunSettings(spool_dir=Path(spool)))
+    for i in range(40):
+        run.add_metadata(**{f"k{i}": i})
+    run.close()
+
+
+def test_a_run_closed_in_a_process_multiprocessing_started_is_not_compacted_at_close(
+    tmp_path: Path,
+) -> None:
+    """A pool worker's parent may be tearing the pool down while the worker closes its run."""
+    import multiprocessing
+
+    root = str(tmp_path / "runs")
+    child = multiprocessing.get_context("spawn").Process(
+        target=_start_and_close_a_run, args=(root, str(tmp_path / "spool"))
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    run_dir = tmp_path / "runs" / create_tracker(root)._run_dir(RUN).rsplit("/", 1)[1]
+    assert (run_dir / "metadata").is_dir()
+    assert not (run_dir / ".snapshot" / "metadata").exists()
+    assert create_tracker(root).metadata(RUN) == {f"k{i}": i for i in range(40)}
+
+
 class SlowCompactingTracker(FsspecTracker):
     """A store whose compaction takes far longer than a job may take to end."""
 

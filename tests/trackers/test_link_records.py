@@ -213,6 +213,13 @@ def test_torchx_reads_a_link_file_we_created_and_we_merge_into_one_it_rewrote(
     assert [(s.source_run_id, s.artifact_name) for s in torchx.sources(CHILD)] == [
         (PARENT, "dataset")
     ]
-    torchx.add_source(CHILD, PARENT, "checkpoint")  # TorchX rewrites the file in place
+    # torchx 0.7.0 rewrites the file in place ("checkpoint\n"); nightly appends to it
+    torchx.add_source(CHILD, PARENT, "checkpoint")
+    theirs = torchx_sources_file(root, CHILD, PARENT).read_text()
+    assert theirs in ("checkpoint\n", "dataset\ncheckpoint\n")
     tracker.add_source(CHILD, PARENT, "model")
-    assert torchx_sources_file(root, CHILD, PARENT).read_text() == "checkpoint\nmodel\n"
+    assert torchx_sources_file(root, CHILD, PARENT).read_text() == theirs + "model\n"
+    assert {s.artifact_name for s in torchx.sources(CHILD)} == {
+        *theirs.split(),
+        "model",
+    }
