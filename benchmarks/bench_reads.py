@@ -88,6 +88,7 @@ def main() -> None:
     from torchx.tracker.backend.fsspec import FsspecTracker as TorchxTracker
 
     from trackers.backends.fsspec import create_tracker
+    from trackers.backends.run_index import RUN_INDEX
     from trackers.ids import encode_run_id
 
     parser = argparse.ArgumentParser()
@@ -166,6 +167,16 @@ def main() -> None:
         rows.append(row)
         row = RowResult(f"run_ids() over {runs} runs, new process")
         row.samples[OURS] = timed(new_reader(root, lambda t: t.run_ids()), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.run_ids(), args.repeats)
+        rows.append(row)
+        index = Path(root, RUN_INDEX)
+
+        def first_read_after_a_change(t: Any) -> Any:
+            index.unlink(missing_ok=True)  # as a run added since: the index no longer matches
+            return t.run_ids()
+
+        row = RowResult(f"run_ids() over {runs} runs, new process, run index stale")
+        row.samples[OURS] = timed(new_reader(root, first_read_after_a_change), args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.run_ids(), args.repeats)
         rows.append(row)
         row = RowResult(f"runs_summary() over {runs} runs (TorchX: no status; run_ids only)")

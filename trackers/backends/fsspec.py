@@ -438,6 +438,11 @@ class FsspecTracker(RecordStoreTracker):
                 found[name] = None
         return found
 
+    def _keeps_run_index(self) -> bool:
+        # Locally decoding the names is more than half of run_ids(); remotely the listing's
+        # round trips dominate and the index would be one more.
+        return self._local
+
     def _list_dirs(self, prefix: str) -> list[str]:
         if self._local:
             # The directory entry's own type: no stat() per run, unlike fs.ls(detail=True).

@@ -82,6 +82,7 @@ from trackers.backends.catalog import (
     CatalogGraph,
     segment,
 )
+from trackers.backends.run_index import RUN_INDEX, encode_run_index, parse_run_index
 from trackers.backends.snapshots import (
     SNAPSHOT_DIR,
     SNAPSHOT_MIN_NEW,
@@ -759,18 +760,36 @@ class RecordStoreTracker(LineageTracker):
     def has_run(self, run_id: str) -> bool:
         return self._is_dir(self._run_dir(run_id))
 
-    #: The last root listing and the run ids decoded from it: a long-lived reader (the UI, a
-    #: notebook) listing an unchanged store skips decoding 10,000 names again.
+    #: The last root listing and the run ids decoded from it (sorted): a long-lived reader (the
+    #: UI, a notebook) listing an unchanged store skips decoding 10,000 names again.
     _decoded_listing: tuple[list[str], list[str]] | None = None
 
-    def _all_run_ids(self) -> list[str]:
-        names = self._list_dirs(self.root)
+    def _keeps_run_index(self) -> bool:
+        """Whether ``run_ids()`` keeps the decoded root listing in the store's run index (see
+        :mod:`trackers.backends.run_index`) for readers in other processes. Off by default: on
+        an object store the listing's requests dwarf decoding, and the index would add one."""
+        return False
+
+    def _decoded_run_ids(self, names: list[str]) -> list[str]:
+        """The run ids (sorted; shortened ones as their names give them) of a root listing."""
         last = self._decoded_listing
         if last is not None and last[0] == names:
-            ids = list(last[1])
-        else:
-            ids = list(filter(None, decode_run_ids(names)))
-            self._decoded_listing = (names, list(ids))
+            return last[1]
+        keep = self._keeps_run_index() and bool(names)
+        key = posixpath.join(self.root, RUN_INDEX)
+        ids = parse_run_index(self._get_many([key])[0], names) if keep else None
+        if ids is None:
+            ids = sorted(filter(None, decode_run_ids(names)))
+            if keep and self._reader_snapshots():
+                try:
+                    self._put("", key, encode_run_index(names, ids))
+                except (TrackerError, OSError) as e:  # e.g. a read-only store: reads still work
+                    logger.info("could not write the run index %s (reads still work): %s", key, e)
+        self._decoded_listing = (names, ids)
+        return ids
+
+    def _all_run_ids(self) -> list[str]:
+        ids = list(self._decoded_run_ids(self._list_dirs(self.root)))
         if LONG_ID_MARK not in "\n".join(ids):  # one search for the whole listing
             return ids
         shortened = [i for i in ids if shortened_digest(i) is not None]
