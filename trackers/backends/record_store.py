@@ -390,11 +390,18 @@ class RecordStoreTracker(LineageTracker):
         if data is None:
             return False
         key = self._snapshot_key(run_id, category)
+        write = partial(self._put_if, run_id, key, data, snap.version, exists=snap.exists)
+        return bool(self._store_derived(f"write the snapshot {key}", write))
+
+    def _store_derived(self, what: str, write: Callable[[], T]) -> T | None:
+        """``write()``, which stores something derived from records (a snapshot, catalog
+        entries, the run index); ``None`` when it failed (read-only credentials, a full disk):
+        logged, and reads still work without it."""
         try:
-            return self._put_if(run_id, key, data, snap.version, exists=snap.exists)
-        except (TrackerError, OSError) as e:  # e.g. read-only credentials: reads still work
-            logger.info("could not write the snapshot %s (reads still work): %s", key, e)
-            return False
+            return write()
+        except (TrackerError, OSError) as e:
+            logger.info("could not %s (reads still work): %s", what, e)
+            return None
 
     def _read_link_files(
         self, run_id: str, torchx_dir: str, snap: Snapshot, versions: Mapping[str, str | None]
@@ -560,10 +567,8 @@ class RecordStoreTracker(LineageTracker):
             for run, entry in derived.runs.items():
                 catalog.add(run, entry)
             if self._reader_snapshots():
-                try:
-                    self._append_catalog(missing[0], derived.runs)
-                except (TrackerError, OSError) as e:  # read-only: reads still work
-                    logger.info("could not store catalog entries (reads still work): %s", e)
+                write = partial(self._append_catalog, missing[0], derived.runs)
+                self._store_derived("store catalog entries", write)
         return catalog
 
     def runs_summary(self, run_ids: Iterable[str] | None = None) -> list[RunSummary]:
@@ -781,10 +786,8 @@ class RecordStoreTracker(LineageTracker):
         if ids is None:
             ids = sorted(filter(None, decode_run_ids(names)))
             if keep and self._reader_snapshots():
-                try:
-                    self._put("", key, encode_run_index(names, ids))
-                except (TrackerError, OSError) as e:  # e.g. a read-only store: reads still work
-                    logger.info("could not write the run index %s (reads still work): %s", key, e)
+                write = partial(self._put, "", key, encode_run_index(names, ids))
+                self._store_derived(f"write the run index {key}", write)
         self._decoded_listing = (names, ids)
         return ids
 
