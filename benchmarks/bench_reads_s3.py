@@ -484,7 +484,8 @@ class _Recorder:
     """Our S3 backend's write code with the objects kept in memory instead of PUT.
 
     Built lazily (it subclasses :class:`S3Tracker`); only the storage calls a write makes are
-    answered here: a PUT (plain or conditional) stores, a GET and "is there a run" read back.
+    answered here: a PUT (plain, conditional or create-if-absent) stores, a GET and "is there a
+    run" read back.
     """
 
     def __new__(cls, bucket: str, prefix: str) -> Any:
@@ -510,6 +511,12 @@ class _Recorder:
             def _put_if(
                 self, run_id: str, key: str, data: bytes, version: str | None, *, exists: bool
             ) -> bool:
+                self._put_object(key, data)
+                return True
+
+            def _create_if_absent(self, run_id: str, key: str, data: bytes) -> bool:
+                if key in self.objects:
+                    return False
                 self._put_object(key, data)
                 return True
 
