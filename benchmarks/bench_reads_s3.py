@@ -75,6 +75,15 @@ def graph_sources(runs: int) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def write_layout_sample(tracker: Any, links: dict[str, list[tuple[str, str]]]) -> None:
+    """The graph's first 12 runs, written the same way into a real store and into the recorder
+    to check that the two hold the same objects (also ``tests/s3/test_bench_recorder.py``)."""
+    tracker.add_metadata(rid("g", 0), stage="root")
+    for i in range(1, 12):
+        for parent, name in links[rid("g", i)]:
+            tracker.add_source(rid("g", i), parent, name)
+
+
 def write_per_run(tracker: Any, n: int) -> None:
     """RUN gets n metadata, n artifacts and n sources, PARENT n children (16 calls at a time)."""
     calls: list[Callable[[], None]] = []
@@ -314,10 +323,7 @@ class Bench:
         real = self.ours(store)
         recorder = _Recorder(store.bucket, "store")
         for tracker in (real, recorder):
-            tracker.add_metadata(rid("g", 0), stage="root")
-            for i in range(1, 12):
-                for parent, name in links[rid("g", i)]:
-                    tracker.add_source(rid("g", i), parent, name)
+            write_layout_sample(tracker, links)
         stored = {}
         for page in self.admin.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
             for obj in page.get("Contents", ()):

@@ -32,14 +32,9 @@ def bench() -> Iterator[ModuleType]:
 def test_the_benchmark_recorder_stores_what_our_s3_backend_writes(
     bench: ModuleType, store: Store, make_s3_tracker: Callable[..., Any]
 ) -> None:
-    links = bench.graph_sources(12)
     recorder = bench._Recorder(store.bucket, store.prefix)
-    real = make_s3_tracker()
-    for tracker in (real, recorder):
-        tracker.add_metadata(bench.rid("g", 0), stage="root")
-        for child, parents in links.items():
-            for parent, name in parents:
-                tracker.add_source(child, parent, name)
+    for tracker in (make_s3_tracker(), recorder):
+        bench.write_layout_sample(tracker, bench.graph_sources(12))
     stored = {f"{store.prefix}/{key}": store.read(key) for key in store.keys() if key}
 
     assert bench._normalized(stored) == bench._normalized(recorder.objects)
