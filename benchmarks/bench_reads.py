@@ -234,12 +234,12 @@ def main() -> None:
         )
         rows.append(row)
         app_run.close()
-    print(f"{'row':<70} {'torchx s':>10} {'ours s':>10} {'ratio':>7}")
+    print(f"{'row':<70} {'torchx ms':>10} {'ours ms':>10} {'ratio':>7}")
     for row in rows:
         t, o, r = row.median(TORCHX), row.median(OURS), row.ratio()
         print(
-            f"{row.label:<70} {'' if t is None else f'{t:.4f}':>10} "
-            f"{'' if o is None else f'{o:.4f}':>10} {'' if r is None else f'{r:.1f}x':>7}"
+            f"{row.label:<70} {'' if t is None else f'{t * 1e3:.3f}':>10} "
+            f"{'' if o is None else f'{o * 1e3:.3f}':>10} {'' if r is None else f'{r:.1f}x':>7}"
         )
 
 
