@@ -18,9 +18,11 @@ temp dir and ``TORCHX_TRACKER_SHUTDOWN_TIMEOUT`` = ``--shutdown-timeout`` (3 s).
 
 Before the loop (untimed) one ``add_metadata`` starts each backend's delivery thread and spool
 file, as ``run_from_env()`` does when it records RUNNING. The loop (timed): one
-``add_source``, ``--steps`` (10,000) ``run.log({"loss", "acc"}, step=i)``
-calls, an ``add_metadata(m<i>=i)`` every 100 steps (100 writes), one ``add_artifact``. Then
+``add_source``, ``--steps`` (100,000) ``run.log({"loss", "acc"}, step=i)``
+calls, an ``add_metadata(m<i>=i)`` every 100 steps (1000 writes), one ``add_artifact``. Then
 ``run.close()`` is timed on its own; it must end within the shutdown timeout.
+(The default was 10,000 steps until 2026-12-07: a ~15 ms loop, too short to time on a shared
+box, whose repeats differed by 15–40 %.)
 
 Columns: median loop seconds over ``--repeats`` (5) and their noise (half the max-min range over
 the median), the ratio to the baseline's median (the target is 1: no slower), median close
@@ -37,7 +39,7 @@ that reached the local store) is printed as it runs.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_hang.py              # 10,000 steps, 5 repeats
+    .venv/bin/python benchmarks/bench_hang.py              # 100,000 steps, 5 repeats
     .venv/bin/python benchmarks/bench_hang.py --quick      # 1,000 steps, 1 repeat, 20 s budget
     .venv/bin/python benchmarks/bench_hang.py --repeats 9 --budget 120
 
@@ -341,7 +343,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", "--repeat", type=int, default=None, help="repeats per scenario (5)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="log() calls per loop (10000)")
+    parser.add_argument("--steps", type=int, default=None, help="log() calls per loop (100000)")
     parser.add_argument(
         "--budget", type=float, default=None, help="seconds a loop or close may run (60)"
     )
@@ -352,7 +354,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.repeats = args.repeats or (1 if quick else 5)
-    args.steps = args.steps or (1000 if quick else 10_000)
+    args.steps = args.steps or (1000 if quick else 100_000)
     args.budget = args.budget or (20.0 if quick else 60.0)
     return args
 
