@@ -403,4 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from _sigterm import exit_cleanly_on_sigterm  # benchmarks/ is sys.path[0]
+
+    exit_cleanly_on_sigterm()
     sys.exit(main())

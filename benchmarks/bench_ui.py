@@ -134,4 +134,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _sigterm import exit_cleanly_on_sigterm  # benchmarks/ is sys.path[0]
+
+    exit_cleanly_on_sigterm()
     main()

@@ -14,9 +14,12 @@ for time; the part of the latter that imitates our code is checked by
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,60 @@ def test_the_benchmark_runs_to_its_verdict(script: str, args: list[str], last_wo
     assert "Traceback (most recent call last)" not in done.stderr, done.stderr[-4000:]
     assert done.returncode in (0, 1), (done.returncode, done.stderr[-4000:])
     assert last_words in done.stdout, done.stdout[-4000:]
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux ``/proc/<pid>/task/<tid>/children``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purpose (its parent, the benchmark, has not reaped it yet)
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_benchmark_stopped_with_sigterm_stops_the_server_it_started() -> None:
+    """``kill`` of a running benchmark used to leave its blackhole server (its own process
+    group) running: SIGTERM ended Python before the ``finally`` that stops it."""
+    bench = subprocess.Popen(
+        [sys.executable, str(BENCHMARKS / "bench_hang.py"), "--quick"],
+        cwd=BENCHMARKS.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    servers: list[int] = []
+    try:
+        assert bench.stdout is not None
+        for line in bench.stdout:
+            if line.startswith("blackhole on 127.0.0.1:"):
+                break
+        else:
+            raise AssertionError(f"no blackhole line; stderr: {bench.communicate()[1][-4000:]}")
+        servers = _children(bench.pid)
+        assert servers, "the benchmark's blackhole server process was not found"
+        bench.send_signal(signal.SIGTERM)
+        # wait(), not communicate(): a server left running holds the stderr pipe open
+        status = bench.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, servers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in servers if _alive(p)], "the blackhole outlived its benchmark"
+        assert status == 128 + signal.SIGTERM  # it exited through its cleanup, not killed
+    finally:
+        for pid in [bench.pid, *servers]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        bench.wait(timeout=10)
+        for pipe in (bench.stdout, bench.stderr):
+            if pipe is not None:
+                pipe.close()
