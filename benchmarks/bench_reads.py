@@ -1,9 +1,10 @@
 """Benchmark: reads of compacted runs and of the catalog, ours against TorchX 0.7.0's
 ``FsspecTracker``, on the local disk, in one process (medians of ``--repeats``; ratio = TorchX
 time / ours). Rows: metadata()/artifacts()/sources()/descendants() of a run with N records
-(second read on: the first read writes the snapshot), the same reads of a run TorchX's own
-tracker wrote, run_ids() over R runs, runs_summary(), lineage of a chain, and add_source per
-call (synchronous, and through our AppRun, where the training thread only spools it).
+(second read on: the first read writes the snapshot), the floor of a lossless sources() (its
+listing and stats alone), the same reads of a run TorchX's own tracker wrote, run_ids() over R
+runs, runs_summary(), lineage of a chain, and add_source per call (synchronous, and through our
+AppRun, where the training thread only spools it).
 
 "warm" reads reuse one tracker object (a long-lived process: the UI, a notebook); "new process"
 reads build a new tracker object and clear the per-process caches (the base32 name decoding),
@@ -15,6 +16,8 @@ as one ``torchx tracker list`` call does. The S3 rows are benchmarks/bench_reads
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 import time
@@ -54,6 +57,52 @@ def new_reader(root: str, read: Callable[[Any], Any]) -> Callable[[], Any]:
         return read(create_tracker(root))
 
     return call
+
+
+def listing_and_stats(run_dir: Path) -> int:
+    """What any lossless ``sources()`` of a run must do on local disk, and nothing else: list
+    our ``links/`` records, and stat each of TorchX's ``sources/`` files. The stats cannot be
+    skipped: TorchX rewrites a link file in place (its size or mtime changes, the directory's
+    mtime does not), so only a per-file stat tells a reader holding a snapshot that it changed.
+    TorchX time / this time is the ceiling of the ``sources()`` ratio."""
+    found = len(os.listdir(run_dir / "links"))
+    with os.scandir(run_dir / "sources") as entries:
+        for entry in entries:
+            entry.stat(follow_symlinks=False)
+            found += 1
+    return found
+
+
+def file_tokens(directory: Path) -> dict[str, str]:
+    """Each file's version token as the fsspec backend forms it (inode, mtime, size)."""
+    tokens = {}
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            tokens[entry.name] = f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+    return tokens
+
+
+def ideal_view_reader(run_dir: Path, pairs: list[tuple[str, str | None]]) -> Callable[[], Any]:
+    """The least a lossless ``sources()`` with a precomputed answer could do (a design we did
+    not build, timed to know its ceiling): the listing and stats of :func:`listing_and_stats`,
+    one JSON parse of a stored view (the links/ names, the file tokens and the answer's pairs),
+    two comparisons, and the answer's objects."""
+    from trackers.api import TrackerSource
+
+    view = Path(run_dir.parent, "ideal-view.json")
+    links, sources = run_dir / "links", run_dir / "sources"
+    body = {"links": sorted(os.listdir(links)), "files": file_tokens(sources), "pairs": pairs}
+    view.write_text(json.dumps(body, separators=(",", ":")))
+
+    def read() -> list[Any]:
+        names = sorted(os.listdir(links))
+        stored = json.loads(view.read_bytes())
+        if names != stored["links"] or file_tokens(sources) != stored["files"]:
+            raise AssertionError("the store changed under the benchmark")
+        return [TrackerSource(run, name) for run, name in stored["pairs"]]
+
+    return read
 
 
 def per_call(fn: Callable[[int], Any], calls: int, repeats: int) -> list[float]:
@@ -131,6 +180,18 @@ def main() -> None:
         rows.append(row)
         row = RowResult(f"sources() of a run with {n} records, new process")
         row.samples[OURS] = timed(new_reader(root, lambda t: t.sources(run)), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
+        rows.append(row)
+        run_dir = Path(root, encode_run_id(run))
+        row = RowResult(f"sources() floor: list links/, stat {n} TorchX files, no parsing")
+        row.samples[OURS] = timed(lambda: listing_and_stats(run_dir), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
+        rows.append(row)
+        ideal = ideal_view_reader(
+            run_dir, [(s.source_run_id, s.artifact_name) for s in ours.sources(run)]
+        )
+        row = RowResult("sources() ceiling: a precomputed view, listing and stats (not built)")
+        row.samples[OURS] = timed(ideal, args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)
     with tempfile.TemporaryDirectory() as root:

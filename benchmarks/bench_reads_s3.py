@@ -43,6 +43,7 @@ import math
 import os
 import posixpath
 import re
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -396,6 +397,44 @@ class Bench:
             ratio = row.ratio()
             row.verdict = _verdict(count <= 3 and ratio is not None and ratio >= 100)
             self.rows.append(row)
+            if read == "sources" and store.written_by == "our s3 backend":
+                self.rows.append(self.sources_floor_row(store, endpoint, latency, row))
+
+    def sources_floor_row(self, store: Store, endpoint: str, latency: str, of: Row) -> Row:
+        """``sources()``'s three requests alone, side by side as it makes them (the ``links/``
+        and TorchX ``sources/`` listings and the snapshot GET), nothing parsed or merged: the
+        ceiling of its ratio with two listings. TorchX's times are those of row ``of``."""
+
+        def requests_only(tracker: Any) -> int:
+            run_dir = tracker._run_dir(RUN)
+            links, files, _ = tracker._side_by_side(
+                [
+                    lambda: tracker._list_names(f"{run_dir}/links"),
+                    lambda: tracker._list_versions(f"{run_dir}/sources"),
+                    lambda: tracker._read_versioned(tracker._snapshot_key(RUN, "links")),
+                ]
+            )
+            return min(len(links), len(files))
+
+        row = Row(
+            f"sources() floor: its 3 requests alone{latency}",
+            store=store.written_by,
+            target="(ceiling of the row above)",
+        )
+        times, count, found = self.timed_ours(store, requests_only, endpoint)
+        expect(found == self.n, f"sources() floor: {found} links listed, not {self.n}")
+        row.samples[OURS], row.requests[OURS] = times, count
+        if TORCHX in of.samples:
+            row.samples[TORCHX], row.requests[TORCHX] = of.samples[TORCHX], of.requests[TORCHX]
+        row.verdict = "-"
+        one, _, _ = self.timed_ours(
+            store, lambda t: len(t._list_names(f"{t._run_dir(RUN)}/links")), endpoint
+        )
+        self.notes.append(
+            f"the links/ listing of {self.n} records alone{latency}: "
+            f"{statistics.median(one):.3f} s (moto answers one listing at a time)"
+        )
+        return row
 
     def run_ids_row(self, store: Store, runs: int) -> None:
         pages = math.ceil(runs / 1000)
@@ -635,4 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from _sigterm import exit_cleanly_on_sigterm  # benchmarks/ is sys.path[0]
+
+    exit_cleanly_on_sigterm()
     sys.exit(main())
