@@ -73,32 +73,25 @@ def listing_and_stats(run_dir: Path) -> int:
     return found
 
 
-def file_tokens(directory: Path) -> dict[str, str]:
-    """Each file's version token as the fsspec backend forms it (inode, mtime, size)."""
-    tokens = {}
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            tokens[entry.name] = f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
-    return tokens
-
-
-def ideal_view_reader(run_dir: Path, pairs: list[tuple[str, str | None]]) -> Callable[[], Any]:
+def ideal_view_reader(tracker: Any, run: str) -> Callable[[], Any]:
     """The least a lossless ``sources()`` with a precomputed answer could do (a design we did
-    not build, timed to know its ceiling): the listing and stats of :func:`listing_and_stats`,
-    one JSON parse of a stored view (the links/ names, the file tokens and the answer's pairs),
-    two comparisons, and the answer's objects."""
+    not build, timed to know its ceiling): the listing of ``links/``, the backend's own version
+    tokens of TorchX's files (a ``stat`` each), one JSON parse of a stored view (the links/
+    names, the file tokens and the answer's pairs), two comparisons, and the answer's objects."""
     from trackers.api import TrackerSource
 
+    run_dir = Path(tracker._run_dir(run))
     view = Path(run_dir.parent, "ideal-view.json")
-    links, sources = run_dir / "links", run_dir / "sources"
-    body = {"links": sorted(os.listdir(links)), "files": file_tokens(sources), "pairs": pairs}
+    links, sources = run_dir / "links", str(run_dir / "sources")
+    pairs = [(s.source_run_id, s.artifact_name) for s in tracker.sources(run)]
+    tokens = tracker._list_versions(sources)
+    body = {"links": sorted(os.listdir(links)), "files": tokens, "pairs": pairs}
     view.write_text(json.dumps(body, separators=(",", ":")))
 
     def read() -> list[Any]:
         names = sorted(os.listdir(links))
         stored = json.loads(view.read_bytes())
-        if names != stored["links"] or file_tokens(sources) != stored["files"]:
+        if names != stored["links"] or tracker._list_versions(sources) != stored["files"]:
             raise AssertionError("the store changed under the benchmark")
         return [TrackerSource(run, name) for run, name in stored["pairs"]]
 
@@ -182,14 +175,12 @@ def main() -> None:
         row.samples[OURS] = timed(new_reader(root, lambda t: t.sources(run)), args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)
-        run_dir = Path(root, encode_run_id(run))
+        run_dir = Path(ours._run_dir(run))
         row = RowResult(f"sources() floor: list links/, stat {n} TorchX files, no parsing")
         row.samples[OURS] = timed(lambda: listing_and_stats(run_dir), args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)
-        ideal = ideal_view_reader(
-            run_dir, [(s.source_run_id, s.artifact_name) for s in ours.sources(run)]
-        )
+        ideal = ideal_view_reader(ours, run)
         row = RowResult("sources() ceiling: a precomputed view, listing and stats (not built)")
         row.samples[OURS] = timed(ideal, args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
