@@ -6,9 +6,11 @@ listing and stats alone), the same reads of a run TorchX's own tracker wrote, ru
 runs, runs_summary(), lineage of a chain, and add_source per call (synchronous, and through our
 AppRun, where the training thread only spools it).
 
-"warm" reads reuse one tracker object (a long-lived process: the UI, a notebook); "new process"
-reads build a new tracker object and clear the per-process caches (the base32 name decoding),
-as one ``torchx tracker list`` call does. The S3 rows are benchmarks/bench_reads_s3.py.
+"warm" reads reuse one tracker object (a long-lived process: the UI, a notebook): a repeat
+sources()/descendants() of an unchanged run answers from the listings and the reader's memo
+(trackers.backends.link_memo); the "memo cleared" row is the same read after a change. "new
+process" reads build a new tracker object and clear the per-process caches (the base32 name
+decoding), as one ``torchx tracker list`` call does. The S3 rows are benchmarks/bench_reads_s3.py.
 
     .venv/bin/python benchmarks/bench_reads.py [--quick]
 """
@@ -29,6 +31,10 @@ from _rows import OURS, TORCHX, RowResult  # benchmarks/ is sys.path[0] when run
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+#: ``--racy``: no pause between the writes and the timed reads (see :func:`settle`).
+RACY_READS = False
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
@@ -59,6 +65,23 @@ def new_reader(root: str, read: Callable[[Any], Any]) -> Callable[[], Any]:
     return call
 
 
+def settle() -> None:
+    """Wait until the files just written are older than the window in which a file's stat
+    cannot yet vouch for its contents (``RACY_NS``): a read within it fetches TorchX's link
+    files changed in it again, every time. The rows time reads of runs that are not being
+    written at that moment; ``--racy`` times them right after the writes instead."""
+    from trackers.backends.fsspec import RACY_NS
+
+    if not RACY_READS:
+        time.sleep(2 * RACY_NS / 1e9)
+
+
+def forget_links(tracker: Any) -> None:
+    """Empty the tracker's memo of link reads: its next read is what a read after a change
+    costs (the listings, the snapshot, the merge), short of fetching the changed record."""
+    tracker._link_memo._entries.clear()
+
+
 def listing_and_stats(run_dir: Path) -> int:
     """What any lossless ``sources()`` of a run must do on local disk, and nothing else: list
     our ``links/`` records, and stat each of TorchX's ``sources/`` files. The stats cannot be
@@ -79,19 +102,23 @@ def ideal_view_reader(tracker: Any, run: str) -> Callable[[], Any]:
     tokens of TorchX's files (a ``stat`` each), one JSON parse of a stored view (the links/
     names, the file tokens and the answer's pairs), two comparisons, and the answer's objects."""
     from trackers.api import TrackerSource
+    from trackers.backends.record_store import version_text
 
     run_dir = Path(tracker._run_dir(run))
     view = Path(run_dir.parent, "ideal-view.json")
     links, sources = run_dir / "links", str(run_dir / "sources")
     pairs = [(s.source_run_id, s.artifact_name) for s in tracker.sources(run)]
-    tokens = tracker._list_versions(sources)
-    body = {"links": sorted(os.listdir(links)), "files": tokens, "pairs": pairs}
+
+    def tokens() -> dict[str, str | None]:  # as text: what a stored view would hold
+        return {n: version_text(v) for n, v in tracker._list_versions(sources).items()}
+
+    body = {"links": sorted(os.listdir(links)), "files": tokens(), "pairs": pairs}
     view.write_text(json.dumps(body, separators=(",", ":")))
 
     def read() -> list[Any]:
         names = sorted(os.listdir(links))
         stored = json.loads(view.read_bytes())
-        if names != stored["links"] or tracker._list_versions(sources) != stored["files"]:
+        if names != stored["links"] or tokens() != stored["files"]:
             raise AssertionError("the store changed under the benchmark")
         return [TrackerSource(run, name) for run, name in stored["pairs"]]
 
@@ -136,7 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--racy", action="store_true", help="read right after the writes")
     args = parser.parse_args()
+    global RACY_READS
+    RACY_READS = args.racy
     n, runs, chain = (100, 1000, 50) if args.quick else (1000, 10_000, 500)
     rows: list[RowResult] = []
     with tempfile.TemporaryDirectory() as root:
@@ -151,6 +181,7 @@ def main() -> None:
             ours.add_source(run, f"local_cwd://torchx/src-{i}", "data")
         ours.compact(run)
         ours.compact(parent)
+        settle()
         reads: list[tuple[str, Callable[[], Any], Callable[[], Any] | None]] = [
             ("metadata()", lambda: ours.metadata(run), lambda: theirs.metadata(run)),
             ("artifacts()", lambda: ours.artifacts(run), lambda: theirs.artifacts(run)),
@@ -167,6 +198,10 @@ def main() -> None:
             if torchx is not None:
                 row.samples[TORCHX] = timed(torchx, args.repeats)
             rows.append(row)
+        row = RowResult(f"sources() of a run with {n} records, warm, memo cleared each read")
+        row.samples[OURS] = timed(lambda: forget_links(ours) or ours.sources(run), args.repeats)
+        row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
+        rows.append(row)
         row = RowResult(f"metadata() of a run with {n} records, new process")
         row.samples[OURS] = timed(new_reader(root, lambda t: t.metadata(run)), args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.metadata(run), args.repeats)
@@ -192,6 +227,7 @@ def main() -> None:
         for i in range(n):
             theirs.add_metadata(run, **{f"k{i}": i})
             theirs.add_source(run, f"local_cwd://torchx/src-{i}", "data")
+        settle()
         first = create_tracker(root)
         row = RowResult(f"metadata() of a TorchX-written run, {n} records, first read")
         fresh_process_state()

@@ -77,6 +77,27 @@ def test_a_runs_listings_and_snapshot_are_requested_side_by_side(
     assert (proxy.in_flight, proxy.most_in_flight) == (0, 3)
 
 
+def test_a_repeat_read_of_unchanged_links_sends_only_the_two_listings(
+    make_s3_tracker: Callable[..., Any],
+) -> None:
+    """The reader's memo (trackers.backends.link_memo): the listings' ETags vouch for every
+    TorchX file, so the snapshot is not fetched again; a change is read on the next call."""
+    writer = make_s3_tracker()
+    writer.add_metadata(PARENT, stage="data")
+    for i in range(3):
+        writer.add_source(RUN, PARENT, f"s{i}")
+    writer.compact(RUN)
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert [s.artifact_name for s in reader.sources(RUN)] == ["s0", "s1", "s2"]
+    assert sorted(requests.ops) == ["GetObject", "ListObjectsV2", "ListObjectsV2"]
+    requests.clear()
+    assert [s.artifact_name for s in reader.sources(RUN)] == ["s0", "s1", "s2"]
+    assert requests.ops == ["ListObjectsV2", "ListObjectsV2"]
+    writer.add_source(RUN, PARENT, "s3")
+    assert [s.artifact_name for s in reader.sources(RUN)] == ["s0", "s1", "s2", "s3"]
+
+
 def test_run_listing_requests_do_not_grow_with_records(
     make_s3_tracker: Callable[..., Any],
 ) -> None:

@@ -66,7 +66,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
@@ -82,6 +82,7 @@ from trackers.backends.catalog import (
     CatalogGraph,
     segment,
 )
+from trackers.backends.link_memo import LinkListing, LinkMemo
 from trackers.backends.run_index import RUN_INDEX, encode_run_index, parse_run_index
 from trackers.backends.snapshots import (
     SNAPSHOT_DIR,
@@ -139,8 +140,36 @@ EDGE = "edge"
 #: name the run, and the field naming the linked run.
 EDGE_FIELDS = {"source": ("descendant", "source"), "descendant": ("source", "descendant")}
 
+#: A listing's version token of one object (:meth:`RecordStoreTracker._list_versions`): text
+#: (an S3 ETag; a remote filesystem's mtime and size) or, on the local disk, the stat fields
+#: (inode, mtime, size), formatted (:func:`version_text`) only where a snapshot stores them:
+#: a repeat link read compares 1000 of them and needs no text.
+Version = str | tuple[int, int, int] | None
+
+
+def version_text(version: Version) -> str | None:
+    """``version`` as the text a snapshot stores (``inode-mtime-size`` for stat fields)."""
+    if version is None or isinstance(version, str):
+        return version
+    inode, mtime, size = version
+    return f"{inode}-{mtime}-{size}"
+
+
 #: How many times a conditional write of a shared object is retried before giving up.
 CONDITIONAL_WRITE_ROUNDS = 25
+
+
+class GroupRead(NamedTuple):
+    """What :meth:`RecordStoreTracker._read_group` read."""
+
+    records: list[dict[str, Any]]
+    #: Per TorchX directory: (linked run id, artifact-name lines) of each link file.
+    files: dict[str, list[tuple[str, list[str]]]]
+    #: The listings it read: the category's names, and each TorchX directory's versions.
+    names: list[str]
+    link_versions: list[dict[str, Version]]
+    #: Whether every listed record was read (none skipped as damaged or gone).
+    complete: bool
 
 
 class RecordStoreTracker(LineageTracker):
@@ -161,13 +190,21 @@ class RecordStoreTracker(LineageTracker):
     def _list_names(self, prefix: str) -> list[str]:
         """Names (last key segment) of the objects directly under ``prefix``; [] if none."""
 
-    def _list_versions(self, prefix: str) -> dict[str, str | None]:
+    def _list_versions(self, prefix: str) -> dict[str, Version]:
         """Names under ``prefix`` with a token that changes when the object is rewritten.
 
         ``None`` where the store cannot tell (such objects are always fetched again). Only
         TorchX's link files are ever rewritten; records never are.
         """
         return dict.fromkeys(self._list_names(prefix))
+
+    def _directory_version(self, prefix: str) -> Version:
+        """A token of ``prefix`` that changes whenever an object is added under it or removed,
+        so a reader that kept its names needs no new listing; ``None`` where the store cannot
+        tell (S3: it has no directories). Records are never rewritten in place, so for our
+        own directories a changed token is the only change there is."""
+        del prefix
+        return None
 
     @abstractmethod
     def _list_dirs(self, prefix: str) -> list[str]:
@@ -287,7 +324,8 @@ class RecordStoreTracker(LineageTracker):
         *,
         compact: bool = False,
         keyed: bool = True,
-    ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[str, list[str]]]]]:
+        listings: tuple[list[str], list[dict[str, Version]]] | None = None,
+    ) -> GroupRead:
         """A category's records in write order, and the link files of ``torchx_dirs``.
 
         Bodies come from the run's snapshot of the category where it has them (see
@@ -297,6 +335,7 @@ class RecordStoreTracker(LineageTracker):
         records are the snapshot's own (read-only for the caller: a lineage read of a run with
         thousands of links makes no copies). An edge record's ``"runs"`` (its catalog entry, read
         from catalog segments only) is not kept in the snapshot: it would double its size.
+        ``listings``: the listings (:meth:`_list_group`) when the caller already made them.
         """
         run_dir = self._run_dir(run_id)
         directory = f"{run_dir}/{category}"
@@ -304,12 +343,14 @@ class RecordStoreTracker(LineageTracker):
         # The listings and the snapshot are independent reads: fetched side by side. The
         # snapshot only holds copies of records that stay where they are, so whichever of them
         # lands first, the listing alone decides what exists.
-        reads: list[Callable[[], Any]] = [
-            lambda: self._list_names(directory),
-            lambda: self._load_snapshot(run_id, category) if snapped else Snapshot(),
-        ]
-        reads.extend(partial(self._list_versions, f"{run_dir}/{d}") for d in torchx_dirs)
-        names_listed, snap, *link_listings = self._side_by_side(reads)
+        load = partial(self._load_snapshot, run_id, category) if snapped else Snapshot
+        if listings is None:
+            list_names, *list_versions = self._group_listings(run_id, category, torchx_dirs)
+            reads = [list_names, load, *list_versions]
+            names_listed, snap, *link_listings = self._side_by_side(reads)
+        else:
+            snap = load()
+            names_listed, link_listings = listings
         listed = [n for n in names_listed if n[:1] != "."]
         held = snap.records
         missing = [n for n in listed if n not in held]
@@ -342,7 +383,25 @@ class RecordStoreTracker(LineageTracker):
             new_records += changed
         if snapped and (compact or (new_records >= SNAPSHOT_MIN_NEW and self._reader_snapshots())):
             self._write_snapshot(run_id, category, snap)
-        return records, files
+        complete = len(records) == len(listed)
+        return GroupRead(records, files, names_listed, link_listings, complete)
+
+    def _group_listings(
+        self, run_id: str, category: str, torchx_dirs: Sequence[str]
+    ) -> list[Callable[[], Any]]:
+        """The listing reads of :meth:`_read_group`: the category's names, then each of
+        ``torchx_dirs`` with version tokens."""
+        run_dir = self._run_dir(run_id)
+        reads: list[Callable[[], Any]] = [partial(self._list_names, f"{run_dir}/{category}")]
+        reads.extend(partial(self._list_versions, f"{run_dir}/{d}") for d in torchx_dirs)
+        return reads
+
+    def _list_group(
+        self, run_id: str, category: str, torchx_dirs: Sequence[str]
+    ) -> tuple[list[str], list[dict[str, Version]]]:
+        """:meth:`_group_listings`, made (side by side): ``listings`` for :meth:`_read_group`."""
+        names, *versions = self._side_by_side(self._group_listings(run_id, category, torchx_dirs))
+        return names, versions
 
     def _parse_record(self, key: str, data: bytes | None) -> dict[str, Any] | None:
         if data is None:
@@ -404,7 +463,7 @@ class RecordStoreTracker(LineageTracker):
             return None
 
     def _read_link_files(
-        self, run_id: str, torchx_dir: str, snap: Snapshot, versions: Mapping[str, str | None]
+        self, run_id: str, torchx_dir: str, snap: Snapshot, versions: Mapping[str, Version]
     ) -> tuple[list[tuple[str, list[str]]], int]:
         """TorchX's link files of a run (``versions``: the listing of ``torchx_dir``) as (linked
         run id, artifact-name lines), and how many were fetched. The listing's names are decoded
@@ -418,7 +477,7 @@ class RecordStoreTracker(LineageTracker):
             for name, other in zip(versions, decode_run_ids(list(versions)), strict=True)
             if other is not None and shortened_digest(other) is None
         }
-        listed = {n: versions[n] for n in others}
+        listed = {n: version_text(versions[n]) for n in others}
         known = snap.files.get(torchx_dir, {})
         stale = [n for n, v in listed.items() if v is None or known.get(n, ("",))[0] != v]
         fetched = self._get_many([posixpath.join(directory, n) for n in stale])
@@ -723,9 +782,35 @@ class RecordStoreTracker(LineageTracker):
         """Our ``links/`` records of ``kind``, then TorchX's link files in ``torchx_dir``."""
         return [LinkedRun(run, name) for run, name in self._link_pairs(run_id, kind, torchx_dir)]
 
-    def _link_pairs(self, run_id: str, kind: str, torchx_dir: str) -> list[tuple[str, str | None]]:
-        """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link)."""
-        records, files = self._read_group(run_id, LINKS, (torchx_dir,), keyed=False)
+    @functools.cached_property
+    def _link_memo(self) -> LinkMemo:
+        return LinkMemo()
+
+    def _link_pairs(
+        self, run_id: str, kind: str, torchx_dir: str
+    ) -> Sequence[tuple[str, str | None]]:
+        """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link),
+        deduplicated (:func:`dedupe_pairs`: what every reader of links does).
+
+        A repeat read of a run lists first and answers from :class:`LinkMemo` when nothing
+        listed changed; a first read lists and loads the snapshot side by side."""
+        memo_key = (run_id, kind)
+        memo = self._link_memo
+        run_dir = self._run_dir(run_id)
+        listings = None
+        directory = self._directory_version(f"{run_dir}/{LINKS}")  # before anything is listed
+        if memo_key in memo:
+            if memo.same_directory(memo_key, directory):
+                versions = self._list_versions(f"{run_dir}/{torchx_dir}")
+                kept = memo.get(memo_key, LinkListing(None, versions, directory))
+            else:
+                names, (versions,) = self._list_group(run_id, LINKS, (torchx_dir,))
+                kept = memo.get(memo_key, LinkListing(names, versions, directory))
+                listings = names, [versions]
+            if kept is not None:
+                return kept
+        read = self._read_group(run_id, LINKS, (torchx_dir,), keyed=False, listings=listings)
+        records, files = read.records, read.files
         pairs: list[tuple[str, str | None]] = []
         for record in records:
             other = _linked_run(record, run_id, kind)
@@ -737,7 +822,10 @@ class RecordStoreTracker(LineageTracker):
                 pairs.extend((other, n) for n in lines)
             else:
                 pairs.append((other, None))
-        return pairs
+        answer = tuple(dedupe_pairs(pairs))
+        if read.complete:
+            memo.put(memo_key, LinkListing(read.names, read.link_versions[0], directory), answer)
+        return answer
 
     def _source_links(self, run_id: str) -> list[LinkedRun]:
         return self._link_view(run_id, "source", SOURCES)
@@ -749,7 +837,7 @@ class RecordStoreTracker(LineageTracker):
         """:meth:`LineageTracker.sources`, merged on pairs (a run may hold thousands)."""
         return [
             TrackerSource(run, name)
-            for run, name in dedupe_pairs(self._link_pairs(run_id, "source", SOURCES))
+            for run, name in self._link_pairs(run_id, "source", SOURCES)
             if artifact_name is None or name == artifact_name
         ]
 
@@ -757,7 +845,7 @@ class RecordStoreTracker(LineageTracker):
         """:meth:`LineageTracker.descendants`, merged on pairs (a run may hold thousands)."""
         return [
             LinkedRun(run, name)
-            for run, name in dedupe_pairs(self._link_pairs(run_id, "descendant", DESCENDANTS))
+            for run, name in self._link_pairs(run_id, "descendant", DESCENDANTS)
             if artifact_name is None or name == artifact_name
         ]
 

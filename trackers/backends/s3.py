@@ -88,6 +88,7 @@ from trackers.backends.record_store import (
     STATUS,
     SUMMARY,
     RecordStoreTracker,
+    Version,
 )
 from trackers.config_options import (
     FieldParser,
@@ -636,9 +637,9 @@ class S3Tracker(RecordStoreTracker):
         for a reader that must not write (``cache_on_read`` off, e.g. ``torchx tracker ui``)."""
         return self.config.cache and self.cache_on_read
 
-    def _list_versions(self, prefix: str) -> dict[str, str | None]:
+    def _list_versions(self, prefix: str) -> dict[str, Version]:
         start = len(self._dir_prefix(prefix))
-        found: dict[str, str | None] = {}
+        found: dict[str, Version] = {}
         for page in self._pages(prefix):
             for obj in page.get("Contents", ()):
                 name = str(obj["Key"])[start:]
