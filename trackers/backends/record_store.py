@@ -818,7 +818,9 @@ class RecordStoreTracker(LineageTracker):
                 name = record.get("artifact_name")
                 pairs.append((other, name if isinstance(name, str) else None))
         for other, lines in files[torchx_dir]:
-            if lines:
+            if len(lines) == 1:  # the usual file: one artifact name
+                pairs.append((other, lines[0]))
+            elif lines:
                 pairs.extend((other, n) for n in lines)
             else:
                 pairs.append((other, None))
