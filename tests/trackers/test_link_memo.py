@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
 from tests.trackers.test_snapshots import counting
@@ -25,6 +29,7 @@ from trackers.backends.link_memo import LinkListing, LinkMemo
 from trackers.testing import PARENT, RUN
 
 OTHER = "local_cwd://torchx/other"
+NOW = 1_796_000_000.5
 
 
 def age(root: Path, seconds: float = 10.0) -> None:
@@ -220,3 +225,60 @@ def test_the_memo_keeps_at_most_its_item_budget() -> None:
     memo.put(("c", "source"), LinkListing(["r"] * 11, {}), ())  # alone over the budget
     assert ("c", "source") not in memo
     assert ("b", "source") in memo
+
+
+class WholeSecondListings(MemoryFileSystem):
+    """``memory://`` whose listings carry a whole-second ``mtime`` and no ETag, as sftp's do:
+    every file stamped with the second the test started."""
+
+    protocol = "wholesecond"
+    stamp = 0  # set by the test: the second it starts
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return str(super()._strip_protocol(path.removeprefix("wholesecond://")))
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        found = super().ls(path, detail=detail, **kwargs)
+        if detail:
+            found = [{**e, "mtime": self.stamp} if e["type"] == "file" else e for e in found]
+        return found
+
+
+def test_a_remote_same_size_rewrite_within_one_second_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A remote filesystem without ETags: its mtime (the server's, whole seconds) cannot tell
+    two writes in one second apart, so a file stamped in the last 10 s is fetched again."""
+    monkeypatch.setattr(WholeSecondListings, "stamp", int(time.time()))
+    fsspec.register_implementation("wholesecond", WholeSecondListings, clobber=True)
+    root = f"/runs-{uuid.uuid4().hex}"
+    ours = create_tracker(f"wholesecond://{root}")
+    fsspec.filesystem("wholesecond").mkdir(root)  # TorchX's tracker wants its root to exist
+    theirs = TorchxFsspecTracker(fsspec.filesystem("wholesecond"), root)
+    theirs.add_source(RUN, OTHER, "aaaa")
+    assert pairs(ours) == [(OTHER, "aaaa")]
+    ours.compact(RUN)
+    theirs.add_source(RUN, OTHER, "bbbb")  # 0.7.0: mode "w", the same size, the same second
+    assert (OTHER, "bbbb") in pairs(ours)
+    assert (OTHER, "bbbb") in pairs(create_tracker(f"wholesecond://{root}"))
+
+
+@pytest.mark.parametrize(
+    ("mtime", "racy"),
+    [
+        (NOW - 1, True),
+        (NOW - 60, False),
+        (datetime.fromtimestamp(NOW - 60, timezone.utc), False),
+        (datetime.fromtimestamp(NOW - 1, timezone.utc), True),
+        (datetime.fromtimestamp(NOW - 60, timezone.utc).isoformat(), False),
+        (datetime.fromtimestamp(NOW - 60, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), False),
+        ((NOW - 60) * 1000, True),  # milliseconds: "in the future", so never trusted
+        ("Tue, 01 Dec 2026 10:00:00 GMT", True),  # a form it cannot read
+        (None.__class__, True),
+    ],
+)
+def test_a_remote_mtime_is_trusted_only_when_readable_and_older_than_the_window(
+    mtime: object, racy: bool
+) -> None:
+    assert fsspec_backend._remote_racy(mtime, NOW) is racy

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -451,6 +452,7 @@ class FsspecTracker(RecordStoreTracker):
         except (FileNotFoundError, NotADirectoryError):
             return {}
         found: dict[str, Version] = {}
+        now = time.time()
         for info in entries:
             name = posixpath.basename(str(info.get("name", "")).rstrip("/"))
             if not name or info.get("type") == "directory":
@@ -459,7 +461,9 @@ class FsspecTracker(RecordStoreTracker):
             mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
             if etag:
                 found[name] = f"etag-{etag}"
-            elif mtime is not None and info.get("size") is not None:
+            elif (
+                mtime is not None and info.get("size") is not None and not _remote_racy(mtime, now)
+            ):
                 found[name] = f"mtime-{mtime}-{info['size']}"
             else:
                 found[name] = None
@@ -536,6 +540,29 @@ def _write_new_file(path: str, data: bytes) -> None:
 RACY_NS = 100_000_000
 #: The window where timestamps are whole seconds (a nanosecond part of exactly zero).
 RACY_COARSE_NS = 2_000_000_000
+
+
+#: The same window for a remote filesystem's modification times (sftp, ftp, webdav...): most
+#: keep whole seconds, and they come from the server's clock, not ours, hence wider.
+REMOTE_RACY_S = 10.0
+
+
+def _remote_racy(mtime: object, now: float) -> bool:
+    """:func:`_racy` for a remote listing's ``mtime`` (seconds, a datetime or ISO text); a
+    form it cannot read counts as racy: the file is fetched every time, never trusted."""
+    if isinstance(mtime, datetime):
+        stamped = mtime if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc)
+        seconds = stamped.timestamp()
+    elif isinstance(mtime, int | float) and not isinstance(mtime, bool):
+        seconds = float(mtime)
+    elif isinstance(mtime, str):
+        try:
+            return _remote_racy(datetime.fromisoformat(mtime.replace("Z", "+00:00")), now)
+        except ValueError:
+            return True
+    else:
+        return True
+    return now - seconds < REMOTE_RACY_S
 
 
 def _racy(mtime_ns: int, now_ns: int) -> bool:
