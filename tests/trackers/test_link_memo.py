@@ -104,6 +104,21 @@ def test_every_change_the_listing_shows_is_read_after_a_memo_hit(tmp_path: Path)
     assert got == pairs(create_tracker(str(tmp_path)))
 
 
+def test_a_torchx_rewrite_alone_is_read_with_the_kept_names(tmp_path: Path) -> None:
+    """links/ unchanged (its version vouches for the kept names), one TorchX file rewritten:
+    the read lists only TorchX's files, and merges the kept names' records with them."""
+    ours = create_tracker(str(tmp_path))
+    ours.add_source(RUN, PARENT, "dataset")
+    torchx_writer(tmp_path).add_source(RUN, OTHER, "weights")
+    age(tmp_path)
+    assert pairs(ours) == pairs(ours) == sorted([(PARENT, "dataset"), (OTHER, "weights")])
+    torchx_writer(tmp_path).add_source(RUN, OTHER, "optimizer")
+    age(next(tmp_path.rglob("sources")))
+    expected = {(PARENT, "dataset"), (OTHER, "optimizer")}
+    assert expected <= set(pairs(ours))
+    assert pairs(ours) == pairs(create_tracker(str(tmp_path)))
+
+
 def another_writers_link(tmp_path: Path, artifact_name: str) -> None:
     """A link record of RUN from PARENT, as another writer would add it: ``links/`` changes,
     TorchX's ``sources/`` file does not (its copy already names the pair's source run)."""

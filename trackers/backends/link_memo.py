@@ -37,17 +37,17 @@ Pairs = tuple[tuple[str, str | None], ...]
 
 @dataclass(frozen=True)
 class LinkListing:
-    """What a link read listed: the ``links/`` names (``None`` when the directory's version
-    vouched for the kept ones), the ``links/`` directory's own version where the store has one
-    (local disk: an entry added or removed changes it), and TorchX's files with their tokens."""
+    """What a link read listed: the ``links/`` names, the ``links/`` directory's own version
+    where the store has one (local disk: an entry added or removed changes it), and TorchX's
+    files with their tokens."""
 
-    names: list[str] | None
+    names: list[str]
     versions: dict[str, Version]
     directory: Version = None
 
     def trusted(self) -> bool:
         """Whether every file has a token (else the listing cannot vouch for its contents)."""
-        return self.names is not None and None not in self.versions.values()
+        return None not in self.versions.values()
 
 
 class LinkMemo:
@@ -66,25 +66,22 @@ class LinkMemo:
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._entries
 
-    def same_directory(self, key: tuple[str, str], directory: Version) -> bool:
-        """Whether ``directory`` (a fresh version of ``links/``) is the kept listing's: its
-        names then need no new listing."""
+    def unchanged_names(self, key: tuple[str, str], directory: Version) -> list[str] | None:
+        """The kept ``links/`` names when ``directory`` (a fresh version of ``links/``) is the
+        one they were listed with: no new listing is needed. ``None`` otherwise."""
         found = self._entries.get(key)
-        return directory is not None and found is not None and found[0].directory == directory
+        if directory is None or found is None or found[0].directory != directory:
+            return None
+        return found[0].names
 
     def get(self, key: tuple[str, str], listing: LinkListing) -> Pairs | None:
-        """The kept pairs when ``listing`` equals the one they were read with, else ``None``
-        (names equal, or not listed because :meth:`same_directory`; every token equal)."""
+        """The kept pairs when ``listing`` equals the one they were read with (names and every
+        token), else ``None``."""
         found = self._entries.get(key)
         if found is None:
             return None
         kept, pairs = found
-        if listing.names is None:
-            if listing.directory is None or kept.directory != listing.directory:
-                return None
-        elif kept.names != listing.names:
-            return None
-        if kept.versions != listing.versions:
+        if kept.names != listing.names or kept.versions != listing.versions:
             return None
         with contextlib.suppress(KeyError):  # dropped by another thread meanwhile
             self._entries.move_to_end(key)
@@ -112,4 +109,4 @@ class LinkMemo:
 
 
 def _weight(listing: LinkListing, pairs: Pairs) -> int:
-    return len(listing.names or ()) + len(listing.versions) + len(pairs)
+    return len(listing.names) + len(listing.versions) + len(pairs)

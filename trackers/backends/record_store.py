@@ -800,15 +800,15 @@ class RecordStoreTracker(LineageTracker):
         listings = None
         directory = self._directory_version(f"{run_dir}/{LINKS}")  # before anything is listed
         if memo_key in memo:
-            if memo.same_directory(memo_key, directory):
+            names = memo.unchanged_names(memo_key, directory)
+            if names is not None:  # links/ as it was: only TorchX's files to list
                 versions = self._list_versions(f"{run_dir}/{torchx_dir}")
-                kept = memo.get(memo_key, LinkListing(None, versions, directory))
             else:
                 names, (versions,) = self._list_group(run_id, LINKS, (torchx_dir,))
-                kept = memo.get(memo_key, LinkListing(names, versions, directory))
-                listings = names, [versions]
+            kept = memo.get(memo_key, LinkListing(names, versions, directory))
             if kept is not None:
                 return kept
+            listings = names, [versions]
         read = self._read_group(run_id, LINKS, (torchx_dir,), keyed=False, listings=listings)
         records, files = read.records, read.files
         pairs: list[tuple[str, str | None]] = []
