@@ -8,12 +8,14 @@ decoding names, merging records and files into pairs. A long-lived reader (``tor
 ui``, a notebook, a lineage walk that comes back to a run) asks for the same runs again, so it
 keeps, per run and direction, the listing it read and the pairs it derived. The next read
 lists again and returns the kept pairs only when the new listing is equal, name for name and
-token for token. Records are immutable and keep their names, so equal listings mean equal
-contents; an entry without a token (a store that cannot tell, a file changed too recently for
-its stat to tell) is never kept.
+token for token (on local disk a ``stat`` of ``links/`` stands in for listing its names: its
+mtime changes with every entry added or removed). Records are immutable and keep their names,
+so equal listings mean equal contents; an entry without a token (a store that cannot tell, a
+file changed too recently for its stat to tell) is never kept.
 
-The memo lives in one tracker object and is bounded (:data:`MEMO_RUNS` runs, least recently
-used dropped first); a new process starts without it (``bench_reads.py`` times both).
+The memo lives in one tracker object and is bounded (:data:`MEMO_RUNS` runs and
+:data:`MEMO_ITEMS` names, tokens and pairs, least recently used dropped first); a new process
+starts without it (``bench_reads.py`` times both).
 """
 
 from __future__ import annotations
