@@ -102,7 +102,7 @@ def ideal_view_reader(tracker: Any, run: str) -> Callable[[], Any]:
     tokens of TorchX's files (a ``stat`` each), one JSON parse of a stored view (the links/
     names, the file tokens and the answer's pairs), two comparisons, and the answer's objects."""
     from trackers.api import TrackerSource
-    from trackers.backends.record_store import version_text
+    from trackers.backends.version_tokens import version_text
 
     run_dir = Path(tracker._run_dir(run))
     view = Path(run_dir.parent, "ideal-view.json")

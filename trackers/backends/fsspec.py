@@ -28,7 +28,8 @@ from urllib.parse import quote
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from trackers.backends.record_store import RecordStoreTracker, Version
+from trackers.backends.record_store import RecordStoreTracker
+from trackers.backends.version_tokens import Version
 from trackers.config_options import check_known, load_mapping_config
 from trackers.errors import TrackerConfigError
 from trackers.helper_threads import leave_signals_to_main_thread

@@ -23,10 +23,8 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from trackers.backends.record_store import Version
+from trackers.backends.version_tokens import Version
 
 #: Runs (per direction) a tracker object keeps the last link answer of.
 MEMO_RUNS = 256

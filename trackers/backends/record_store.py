@@ -90,6 +90,7 @@ from trackers.backends.snapshots import (
     Snapshot,
     parse_snapshot,
 )
+from trackers.backends.version_tokens import Version, version_text
 from trackers.errors import TrackerError
 from trackers.helper_threads import leave_signals_to_main_thread
 from trackers.ids import (
@@ -139,21 +140,6 @@ EDGE = "edge"
 #: Per view of a run's links (its sources, its descendants): the edge record's field that must
 #: name the run, and the field naming the linked run.
 EDGE_FIELDS = {"source": ("descendant", "source"), "descendant": ("source", "descendant")}
-
-#: A listing's version token of one object (:meth:`RecordStoreTracker._list_versions`): text
-#: (an S3 ETag; a remote filesystem's mtime and size) or, on the local disk, the stat fields
-#: (inode, mtime, size), formatted (:func:`version_text`) only where a snapshot stores them:
-#: a repeat link read compares 1000 of them and needs no text.
-Version = str | tuple[int, int, int] | None
-
-
-def version_text(version: Version) -> str | None:
-    """``version`` as the text a snapshot stores (``inode-mtime-size`` for stat fields)."""
-    if version is None or isinstance(version, str):
-        return version
-    inode, mtime, size = version
-    return f"{inode}-{mtime}-{size}"
-
 
 #: How many times a conditional write of a shared object is retried before giving up.
 CONDITIONAL_WRITE_ROUNDS = 25

@@ -88,8 +88,8 @@ from trackers.backends.record_store import (
     STATUS,
     SUMMARY,
     RecordStoreTracker,
-    Version,
 )
+from trackers.backends.version_tokens import Version
 from trackers.config_options import (
     FieldParser,
     as_bool,
