@@ -97,10 +97,12 @@ def listing_and_stats(run_dir: Path) -> int:
 
 
 def ideal_view_reader(tracker: Any, run: str) -> Callable[[], Any]:
-    """The least a lossless ``sources()`` with a precomputed answer could do (a design we did
-    not build, timed to know its ceiling): the listing of ``links/``, the backend's own version
-    tokens of TorchX's files (a ``stat`` each), one JSON parse of a stored view (the links/
-    names, the file tokens and the answer's pairs), two comparisons, and the answer's objects."""
+    """The least a lossless ``sources()`` answered by a stored view could do (what a links
+    snapshot's views do, trackers.backends.snapshots, without the tracker around it: the
+    "new process" row minus this is what the backend adds): the listing of ``links/``, the
+    backend's own version tokens of TorchX's files (a ``stat`` each), one JSON parse of a
+    stored view (the links/ names, the file tokens and the answer's pairs), two comparisons,
+    and the answer's objects."""
     from trackers.api import TrackerSource
     from trackers.backends.version_tokens import version_text
 
@@ -216,7 +218,7 @@ def main() -> None:
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)
         ideal = ideal_view_reader(ours, run)
-        row = RowResult("sources() ceiling: a precomputed view, listing and stats (not built)")
+        row = RowResult("sources() ceiling: a bare stored view, listing and stats")
         row.samples[OURS] = timed(ideal, args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)

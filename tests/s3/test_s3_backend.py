@@ -20,6 +20,7 @@ import pytest
 
 from tests.s3.conftest import Store
 from tests.s3.support import Requests
+from tests.trackers.test_snapshots import stored_snapshot
 from trackers.backends.s3 import CACHE_MIN_RECORDS, S3Config, S3Tracker, create_tracker
 from trackers.backends.snapshots import SNAPSHOT_VERSION
 from trackers.errors import TrackerConfigError, TrackerError
@@ -367,7 +368,8 @@ def test_read_cache_only_serves_listed_records(tracker: S3Tracker, store: Store)
     assert "ghost" not in tracker.metadata(RUN)  # not a listed record: ignored
     store.admin.put_object(Bucket=store.bucket, Key=cache_key, Body=b"{not json")
     assert len(tracker.metadata(RUN)) == n  # unreadable cache: ignored and rewritten
-    assert json.loads(store.read(f"{b32(RUN)}/.snapshot/metadata"))["version"] == SNAPSHOT_VERSION
+    header, _ = stored_snapshot(store.read(f"{b32(RUN)}/.snapshot/metadata"))
+    assert header["version"] == SNAPSHOT_VERSION
 
 
 def test_read_cache_can_be_turned_off(make_s3_tracker: Callable[..., Any], store: Store) -> None:

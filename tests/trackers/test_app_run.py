@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from torchx.tracker.api import TrackerArtifact
 
+from tests.trackers.test_snapshots import stored_snapshot
 from trackers import AppRun, RunSettings, TrackerConfigError
 from trackers.api import LineageTracker
 from trackers.backends.fsspec import FsspecTracker, create_tracker
@@ -272,10 +273,11 @@ def test_a_run_closed_by_app_run_is_compacted_for_its_first_reader(tmp_path: Pat
     run.add_source(PARENT, "dataset")
     run.close()
     snapshots = tmp_path / "runs" / store._run_dir(RUN).rsplit("/", 1)[1] / ".snapshot"
-    metadata = json.loads((snapshots / "metadata").read_bytes())
+    _, metadata = stored_snapshot((snapshots / "metadata").read_bytes())
     assert len(metadata["records"]) == 40
-    links = json.loads((snapshots / "links").read_bytes())
+    header, links = stored_snapshot((snapshots / "links").read_bytes())
     assert len(links["records"]) == 1
+    assert header["views"]["sources"]["runs"] == [PARENT]
     reader = create_tracker(str(tmp_path / "runs"))
     assert reader.metadata(RUN) == {f"k{i}": i for i in range(40)}
 

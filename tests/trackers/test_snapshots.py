@@ -42,6 +42,12 @@ def counting(tracker: FsspecTracker) -> list[str]:
     return fetched
 
 
+def stored_snapshot(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stored snapshot's header and body (two lines of JSON)."""
+    header, body = data.split(b"\n")
+    return json.loads(header), json.loads(body)
+
+
 def view(tracker: Any, run: str) -> dict[str, Any]:
     return {
         "metadata": dict(tracker.metadata(run)),
@@ -102,7 +108,7 @@ def test_broken_snapshot_is_ignored_and_rewritten(tmp_path: Path) -> None:
     snap.parent.mkdir(parents=True)
     snap.write_text("{not json")
     assert len(tracker.metadata(RUN)) == 20
-    assert json.loads(snap.read_text())["version"] == SNAPSHOT_VERSION
+    assert stored_snapshot(snap.read_bytes())[0]["version"] == SNAPSHOT_VERSION
 
 
 def test_snapshot_of_the_previous_format_is_rewritten_and_origins_survive(tmp_path: Path) -> None:
@@ -114,8 +120,8 @@ def test_snapshot_of_the_previous_format_is_rewritten_and_origins_survive(tmp_pa
     # version 1 kept each record whole, origin inline
     snap.write_text(json.dumps({"version": 1, "records": {}, "files": {}}))
     assert len(tracker.metadata(RUN)) == 20
-    body = json.loads(snap.read_text())
-    assert body["version"] == SNAPSHOT_VERSION
+    header, body = stored_snapshot(snap.read_bytes())
+    assert header["version"] == SNAPSHOT_VERSION
     assert len(body["origins"]) == 1  # one writer: its origin is stored once
     via_snapshot = create_tracker(str(tmp_path))._read_records(RUN, "metadata")
     assert via_snapshot == direct

@@ -82,11 +82,12 @@ from trackers.backends.catalog import (
     CatalogGraph,
     segment,
 )
-from trackers.backends.link_memo import LinkListing, LinkMemo
+from trackers.backends.link_memo import LinkListing, LinkMemo, Pairs
 from trackers.backends.run_index import RUN_INDEX, encode_run_index, parse_run_index
 from trackers.backends.snapshots import (
     SNAPSHOT_DIR,
     SNAPSHOT_MIN_NEW,
+    LinkView,
     Snapshot,
     parse_snapshot,
 )
@@ -133,6 +134,8 @@ STATUS = "status"
 RUN_ID_FILE = ".run_id"
 
 #: The categories a run's snapshots hold (metrics stay out: they are read by name and grow).
+#: TorchX's link directories and the kind of link each holds, as our ``links/`` records name it.
+LINK_KINDS: dict[str, str] = {SOURCES: "source", DESCENDANTS: "descendant"}
 SNAPSHOT_CATEGORIES = frozenset({METADATA, ARTIFACTS, LINKS, SUMMARY, STATUS})
 
 #: ``kind`` of the link record :meth:`RecordStoreTracker.add_source` writes (one for both runs).
@@ -311,6 +314,7 @@ class RecordStoreTracker(LineageTracker):
         compact: bool = False,
         keyed: bool = True,
         listings: tuple[list[str], list[dict[str, Version]]] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> GroupRead:
         """A category's records in write order, and the link files of ``torchx_dirs``.
 
@@ -321,7 +325,10 @@ class RecordStoreTracker(LineageTracker):
         records are the snapshot's own (read-only for the caller: a lineage read of a run with
         thousands of links makes no copies). An edge record's ``"runs"`` (its catalog entry, read
         from catalog segments only) is not kept in the snapshot: it would double its size.
-        ``listings``: the listings (:meth:`_list_group`) when the caller already made them.
+        ``listings``: the listings (:meth:`_list_group`) when the caller already made them,
+        ``snapshot`` the snapshot when it loaded that too. A links snapshot that holds every
+        record is also rewritten where that gives a directory read here a view that answers
+        (:meth:`_views_renewable`).
         """
         run_dir = self._run_dir(run_id)
         directory = f"{run_dir}/{category}"
@@ -335,7 +342,7 @@ class RecordStoreTracker(LineageTracker):
             reads = [list_names, load, *list_versions]
             names_listed, snap, *link_listings = self._side_by_side(reads)
         else:
-            snap = load()
+            snap = load() if snapshot is None else snapshot
             names_listed, link_listings = listings
         listed = [n for n in names_listed if n[:1] != "."]
         held = snap.records
@@ -367,9 +374,15 @@ class RecordStoreTracker(LineageTracker):
         for torchx_dir, versions in zip(torchx_dirs, link_listings, strict=True):
             files[torchx_dir], changed = self._read_link_files(run_id, torchx_dir, snap, versions)
             new_records += changed
-        if snapped and (compact or (new_records >= SNAPSHOT_MIN_NEW and self._reader_snapshots())):
-            self._write_snapshot(run_id, category, snap)
         complete = len(records) == len(listed)
+        worth_it = new_records >= SNAPSHOT_MIN_NEW or (
+            snap.exists
+            and complete
+            and not missing
+            and self._views_renewable(run_id, snap, names_listed, torchx_dirs, link_listings)
+        )
+        if snapped and (compact or (worth_it and self._reader_snapshots())):
+            self._write_snapshot(run_id, category, snap)
         return GroupRead(records, files, names_listed, link_listings, complete)
 
     def _group_listings(
@@ -431,6 +444,12 @@ class RecordStoreTracker(LineageTracker):
         write (a rename on local disk). Losing the race to another compactor loses nothing:
         snapshots only hold copies of records that stay where they are.
         """
+        if category == LINKS:
+            snap.views = {
+                torchx_dir: self._link_view_of(run_id, snap, torchx_dir)
+                for torchx_dir in LINK_KINDS
+                if torchx_dir in snap.files
+            }
         data = snap.encode()
         if data is None:
             return False
@@ -448,6 +467,38 @@ class RecordStoreTracker(LineageTracker):
             logger.info("could not %s (reads still work): %s", what, e)
             return None
 
+    def _link_view_of(self, run_id: str, snap: Snapshot, torchx_dir: str) -> LinkView:
+        """The answer of the link read of ``torchx_dir`` as ``snap`` holds it, with its listing."""
+        entries = snap.files.get(torchx_dir, {})
+        others = _linked_file_runs(entries)
+        files = [(others[n], lines) for n, (_, lines) in entries.items() if n in others]
+        return LinkView(
+            names=frozenset(snap.records),
+            files={n: token for n, (token, _) in entries.items()},
+            pairs=_link_answer(snap.records.values(), files, run_id, LINK_KINDS[torchx_dir]),
+        )
+
+    def _views_renewable(
+        self,
+        run_id: str,
+        snap: Snapshot,
+        names: Sequence[str],
+        torchx_dirs: Sequence[str],
+        listings: Sequence[Mapping[str, Version]],
+    ) -> bool:
+        """Whether rewriting ``snap`` (as just read) gives a directory read here a view that
+        answers its listing where the stored view does not (missing: a version 2 snapshot; or
+        behind: a run compacted at its close, when the TorchX files it had just written were
+        too recent for a token). A listing no view can answer (a file without a token, an empty
+        or foreign file) rewrites nothing, so such a run is not rewritten on every read."""
+        for torchx_dir, versions in zip(torchx_dirs, listings, strict=True):
+            view = snap.views.get(torchx_dir)
+            if view is not None and view.answers(names, versions):
+                continue
+            if self._link_view_of(run_id, snap, torchx_dir).answers(names, versions):
+                return True
+        return False
+
     def _read_link_files(
         self, run_id: str, torchx_dir: str, snap: Snapshot, versions: Mapping[str, Version]
     ) -> tuple[list[tuple[str, list[str]]], int]:
@@ -458,11 +509,7 @@ class RecordStoreTracker(LineageTracker):
         created (ours are created in place, see :meth:`_create_if_absent`) or truncated by
         TorchX's rewrite; its token changes when the write lands, so the next read takes it."""
         directory = posixpath.join(self._run_dir(run_id), torchx_dir)
-        others = {
-            name: other
-            for name, other in zip(versions, decode_run_ids(list(versions)), strict=True)
-            if other is not None and shortened_digest(other) is None
-        }
+        others = _linked_file_runs(versions)
         listed = {n: version_text(versions[n]) for n in others}
         known = snap.files.get(torchx_dir, {})
         stale = [n for n, v in listed.items() if v is None or known.get(n, ("",))[0] != v]
@@ -484,7 +531,7 @@ class RecordStoreTracker(LineageTracker):
                 kept[name] = (version, lines)
             else:
                 kept.setdefault(name, ("", lines))
-        snap.files[torchx_dir] = {n: e for n, e in kept.items() if e[0]}
+        snap.files[torchx_dir] = {n: kept[n] for n in listed if n in kept and kept[n][0]}
         return [(others[n], kept[n][1]) for n in listed if n in kept], len(stale)
 
     def compact(self, run_id: str) -> None:
@@ -772,18 +819,17 @@ class RecordStoreTracker(LineageTracker):
     def _link_memo(self) -> LinkMemo:
         return LinkMemo()
 
-    def _link_pairs(
-        self, run_id: str, kind: str, torchx_dir: str
-    ) -> Sequence[tuple[str, str | None]]:
+    def _link_pairs(self, run_id: str, kind: str, torchx_dir: str) -> Pairs:
         """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link),
         deduplicated (:func:`dedupe_pairs`: what every reader of links does).
 
-        A repeat read of a run lists first and answers from :class:`LinkMemo` when nothing
-        listed changed; a first read lists and loads the snapshot side by side."""
+        Every read lists the run's ``links/`` and ``torchx_dir`` (with tokens). A repeat read
+        answers from :class:`LinkMemo` when nothing listed changed; a first read lists and loads
+        the snapshot side by side and answers from the snapshot's stored view when the listing
+        is the one it was derived from, else merges the records and files."""
         memo_key = (run_id, kind)
         memo = self._link_memo
         run_dir = self._run_dir(run_id)
-        listings = None
         directory = self._directory_version(f"{run_dir}/{LINKS}")  # before anything is listed
         if memo_key in memo:
             names = memo.unchanged_names(memo_key, directory)
@@ -794,25 +840,23 @@ class RecordStoreTracker(LineageTracker):
             kept = memo.get(memo_key, LinkListing(names, versions, directory))
             if kept is not None:
                 return kept
-            listings = names, [versions]
-        read = self._read_group(run_id, LINKS, (torchx_dir,), keyed=False, listings=listings)
-        records, files = read.records, read.files
-        pairs: list[tuple[str, str | None]] = []
-        for record in records:
-            other = _linked_run(record, run_id, kind)
-            if other is not None:
-                name = record.get("artifact_name")
-                pairs.append((other, name if isinstance(name, str) else None))
-        for other, lines in files[torchx_dir]:
-            if len(lines) == 1:  # the usual file: one artifact name
-                pairs.append((other, lines[0]))
-            elif lines:
-                pairs.extend((other, n) for n in lines)
-            else:
-                pairs.append((other, None))
-        answer = tuple(dedupe_pairs(pairs))
+            snap = self._load_snapshot(run_id, LINKS)
+        else:
+            list_names, list_versions = self._group_listings(run_id, LINKS, (torchx_dir,))
+            load_links = partial(self._load_snapshot, run_id, LINKS)
+            reads: list[Callable[[], Any]] = [list_names, load_links, list_versions]
+            names, snap, versions = self._side_by_side(reads)
+        listing = LinkListing(names, versions, directory)
+        view = snap.views.get(torchx_dir)
+        if view is not None and view.answers(names, versions):
+            memo.put(memo_key, listing, view.pairs)
+            return view.pairs
+        read = self._read_group(
+            run_id, LINKS, (torchx_dir,), keyed=False, listings=(names, [versions]), snapshot=snap
+        )
+        answer = _link_answer(read.records, read.files[torchx_dir], run_id, kind)
         if read.complete:
-            memo.put(memo_key, LinkListing(read.names, read.link_versions[0], directory), answer)
+            memo.put(memo_key, listing, answer)
         return answer
 
     def _source_links(self, run_id: str) -> list[LinkedRun]:
@@ -1011,3 +1055,38 @@ def _whole_id(shortened: str, data: bytes | None) -> str:
 def _lines(data: bytes) -> list[str]:
     """The non-empty lines of a TorchX link file."""
     return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def _linked_file_runs(names: Iterable[str]) -> dict[str, str]:
+    """TorchX link file names (base32 run ids) and the run each names; a name that is no run
+    id, or a shortened one (TorchX cannot have written it), is left out."""
+    listed = list(names)
+    return {
+        name: other
+        for name, other in zip(listed, decode_run_ids(listed), strict=True)
+        if other is not None and shortened_digest(other) is None
+    }
+
+
+def _link_answer(
+    records: Iterable[Mapping[str, Any]],
+    files: Iterable[tuple[str, list[str]]],
+    run_id: str,
+    kind: str,
+) -> Pairs:
+    """The ``kind`` links of ``run_id`` as deduplicated pairs: our link records first, then
+    TorchX's files (linked run, artifact-name lines; no line is a link without a name)."""
+    pairs: list[tuple[str, str | None]] = []
+    for record in records:
+        other = _linked_run(record, run_id, kind)
+        if other is not None:
+            name = record.get("artifact_name")
+            pairs.append((other, name if isinstance(name, str) else None))
+    for other, lines in files:
+        if len(lines) == 1:  # the usual file: one artifact name
+            pairs.append((other, lines[0]))
+        elif lines:
+            pairs.extend((other, n) for n in lines)
+        else:
+            pairs.append((other, None))
+    return tuple(dedupe_pairs(pairs))

@@ -1,0 +1,216 @@
+"""A links snapshot's stored views: the answer of a link read, for a reader that has no memo.
+
+A new process reading ``sources()``/``descendants()`` of a run whose listing is the one the
+snapshot's view was derived from takes the view's pairs and never parses the snapshot's body;
+anything the listing shows changed (a record added, a TorchX file rewritten in place or too
+recent for its stat to vouch for it) is read from the records, as without a view. Version 2
+snapshots (before views) are still read, and a links read rewrites them with views.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.trackers.test_link_memo import OTHER, age, coarse_clock, pairs, torchx_writer
+from trackers.backends import snapshots
+from trackers.backends.fsspec import create_tracker
+from trackers.backends.snapshots import SNAPSHOT_MIN_NEW, SNAPSHOT_VERSION, parse_snapshot
+from trackers.ids import encode_run_id
+from trackers.testing import PARENT, RUN
+
+
+@pytest.fixture
+def body_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """One entry per snapshot body any reader parses from now on."""
+    parsed: list[int] = []
+    original = snapshots._parse_body
+
+    def parse(body: dict[str, object]) -> object:
+        parsed.append(1)
+        return original(body)
+
+    monkeypatch.setattr(snapshots, "_parse_body", parse)
+    yield parsed
+
+
+def links_snapshot(root: Path, run: str = RUN) -> Path:
+    return root / encode_run_id(run) / ".snapshot" / "links"
+
+
+def linked_run(root: Path, sources: int = 20, descendants: int = 3) -> None:
+    """``RUN`` with ``sources`` links to other runs (ours and TorchX's), ``descendants`` runs
+    linking to it, aged past the window where a stat cannot vouch for a file, compacted."""
+    ours = create_tracker(str(root))
+    ours.add_metadata(RUN, stage="train")
+    for i in range(sources):
+        ours.add_source(RUN, f"local_cwd://torchx/src-{i}", "data")
+    torchx_writer(root).add_source(RUN, OTHER, "weights")
+    for i in range(descendants):
+        ours.add_source(f"local_cwd://torchx/child-{i}", RUN, "model")
+    age(root)
+    ours.compact(RUN)
+
+
+def descendant_pairs(root: Path) -> list[tuple[str, str | None]]:
+    reader = create_tracker(str(root))
+    return sorted((d.run_id, d.artifact_name) for d in reader.descendants(RUN))
+
+
+def test_a_new_reader_of_an_unchanged_run_answers_without_parsing_the_body(
+    tmp_path: Path, body_parses: list[int]
+) -> None:
+    linked_run(tmp_path)
+    got = pairs(create_tracker(str(tmp_path)))
+    children = descendant_pairs(tmp_path)
+    assert body_parses == []
+    assert len(got) == 21 and (OTHER, "weights") in got
+    assert children == [(f"local_cwd://torchx/child-{i}", "model") for i in range(3)]
+    # the same answer as merging the records (a reader whose view is gone)
+    links_snapshot(tmp_path).unlink()
+    assert pairs(create_tracker(str(tmp_path))) == got
+    assert descendant_pairs(tmp_path) == children
+
+
+def test_a_record_added_after_the_view_is_read(tmp_path: Path, body_parses: list[int]) -> None:
+    linked_run(tmp_path)
+    create_tracker(str(tmp_path)).add_source(RUN, PARENT, "late")
+    got = pairs(create_tracker(str(tmp_path)))
+    assert (PARENT, "late") in got and len(got) == 22
+    assert body_parses  # the view no longer matched: the records were merged
+
+
+def test_a_torchx_file_rewritten_in_place_is_read_not_taken_from_the_view(
+    tmp_path: Path,
+) -> None:
+    linked_run(tmp_path)
+    torchx_writer(tmp_path).add_source(RUN, OTHER, "optimizer")  # "w" mode: same inode
+    age(tmp_path, 5.0)
+    got = pairs(create_tracker(str(tmp_path)))
+    assert (OTHER, "optimizer") in got and (OTHER, "weights") not in got
+
+
+def test_a_torchx_file_too_recent_for_its_stat_is_never_vouched_for_by_the_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body_parses: list[int]
+) -> None:
+    """TorchX rewrites a file in place (same inode, same length) within the current coarse
+    timestamp tick: its stat cannot vouch for it, so it has no token and no view matches."""
+    linked_run(tmp_path)
+    tick = coarse_clock(monkeypatch)
+    link_file = tmp_path / encode_run_id(RUN) / "sources" / encode_run_id(OTHER)
+    link_file.write_text("optimzr\n")  # as long as "weights"
+    os.utime(link_file, ns=(tick, tick))
+    got = pairs(create_tracker(str(tmp_path)))
+    assert (OTHER, "optimzr") in got and (OTHER, "weights") not in got
+    assert body_parses  # records and files were merged
+
+
+def test_a_version_2_snapshot_is_read_and_rewritten_with_views(
+    tmp_path: Path, body_parses: list[int]
+) -> None:
+    linked_run(tmp_path)
+    expected = pairs(create_tracker(str(tmp_path)))
+    path = links_snapshot(tmp_path)
+    header, body = path.read_bytes().split(b"\n", 1)
+    assert json.loads(header)["version"] == SNAPSHOT_VERSION
+    old = {"version": 2, **json.loads(body)}  # what the previous release wrote
+    path.write_text(json.dumps(old, separators=(",", ":")))
+    body_parses.clear()
+
+    assert pairs(create_tracker(str(tmp_path))) == expected
+    assert body_parses == [1]  # read as one document
+    rewritten = parse_snapshot(path.read_bytes(), None, str(path))
+    assert set(rewritten.views) == {"sources", "descendants"}
+    body_parses.clear()
+    assert pairs(create_tracker(str(tmp_path))) == expected
+    assert body_parses == []
+
+
+def test_a_reader_that_must_not_write_leaves_a_version_2_snapshot_as_it_is(
+    tmp_path: Path,
+) -> None:
+    linked_run(tmp_path)
+    path = links_snapshot(tmp_path)
+    header, body = path.read_bytes().split(b"\n", 1)
+    old = json.dumps({"version": 2, **json.loads(body)}, separators=(",", ":")).encode()
+    path.write_bytes(old)
+    reader = create_tracker(str(tmp_path))
+    reader.cache_on_read = False
+    assert len(pairs(reader)) == 21
+    assert path.read_bytes() == old
+
+
+def test_a_snapshot_with_a_broken_header_is_ignored_and_the_records_read(
+    tmp_path: Path,
+) -> None:
+    linked_run(tmp_path)
+    expected = pairs(create_tracker(str(tmp_path)))
+    path = links_snapshot(tmp_path)
+    path.write_bytes(b'{"version": 3, "views": [' + path.read_bytes())
+    assert pairs(create_tracker(str(tmp_path))) == expected
+
+
+def test_a_view_whose_pairs_are_malformed_is_not_used(tmp_path: Path) -> None:
+    linked_run(tmp_path)
+    expected = pairs(create_tracker(str(tmp_path)))
+    path = links_snapshot(tmp_path)
+    header, body = path.read_bytes().split(b"\n", 1)
+    views = json.loads(header)
+    views["views"]["sources"]["runs"][0] = 1  # not a run id
+    path.write_bytes(json.dumps(views).encode() + b"\n" + body)
+    assert pairs(create_tracker(str(tmp_path))) == expected
+
+
+def test_a_run_compacted_while_its_files_were_too_recent_gets_its_view_on_a_later_read(
+    tmp_path: Path, body_parses: list[int]
+) -> None:
+    """AppRun compacts a run at its close, right after the last links: the TorchX files just
+    written have no token yet, so the view cannot answer. The first reader after that window
+    rewrites the snapshot (it fetched no record: only tokens were missing); later readers
+    answer from the view."""
+    ours = create_tracker(str(tmp_path))
+    for i in range(SNAPSHOT_MIN_NEW - 6):  # too few to rewrite the snapshot for their sake
+        ours.add_source(RUN, f"local_cwd://torchx/src-{i}", "data")
+    ours.compact(RUN)  # within RACY_NS of the writes
+    age(tmp_path)
+    path = links_snapshot(tmp_path)
+    compacted = path.read_bytes()
+    first = pairs(create_tracker(str(tmp_path)))
+    assert body_parses and path.read_bytes() != compacted
+    body_parses.clear()
+    assert pairs(create_tracker(str(tmp_path))) == first
+    assert body_parses == []
+    assert len(first) == SNAPSHOT_MIN_NEW - 6
+
+
+def test_reading_the_links_of_a_run_that_does_not_exist_writes_nothing(tmp_path: Path) -> None:
+    """A missing view is written only into a snapshot that exists: reading the descendants of
+    an external source (a dataset URL, a run elsewhere) must not turn it into a run here."""
+    ours = create_tracker(str(tmp_path))
+    ours.add_source(RUN, PARENT, "data")
+    age(tmp_path)
+    reader = create_tracker(str(tmp_path))
+    assert reader.descendants(PARENT) == [] and reader.sources(PARENT) == []
+    assert reader.run_ids() == [RUN]
+    assert not (tmp_path / encode_run_id(PARENT)).exists()
+
+
+def test_a_listing_no_view_can_answer_does_not_rewrite_the_snapshot_on_every_read(
+    tmp_path: Path,
+) -> None:
+    """A file in ``sources/`` that names no run (left by some other tool) has a token but no
+    place in any view: reads merge the records and leave the snapshot as it is."""
+    linked_run(tmp_path)
+    foreign = tmp_path / encode_run_id(RUN) / "sources" / "README"
+    foreign.write_text("not a link\n")
+    os.utime(foreign, (1_700_000_000, 1_700_000_000))  # old enough for its stat to vouch for it
+    path = links_snapshot(tmp_path)
+    before = path.stat()
+    for _ in range(2):
+        assert len(pairs(create_tracker(str(tmp_path)))) == 21
+        after = path.stat()  # a rewrite is a rename: a new inode (and a new mtime)
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
