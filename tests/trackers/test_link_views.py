@@ -88,8 +88,9 @@ def test_a_torchx_file_rewritten_in_place_is_read_not_taken_from_the_view(
     tmp_path: Path,
 ) -> None:
     linked_run(tmp_path)
-    torchx_writer(tmp_path).add_source(RUN, OTHER, "optimizer")  # "w" mode: same inode
-    age(tmp_path, 5.0)
+    link_file = tmp_path / encode_run_id(RUN) / "sources" / encode_run_id(OTHER)
+    link_file.write_text("optimizer\n")  # what TorchX 0.7.0 does: mode "w", the same inode
+    age(link_file, 5.0)  # old enough for its stat to vouch for it
     got = pairs(create_tracker(str(tmp_path)))
     assert (OTHER, "optimizer") in got and (OTHER, "weights") not in got
 
