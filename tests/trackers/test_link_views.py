@@ -215,3 +215,15 @@ def test_a_listing_no_view_can_answer_does_not_rewrite_the_snapshot_on_every_rea
         assert len(pairs(create_tracker(str(tmp_path)))) == 21
         after = path.stat()  # a rewrite is a rename: a new inode (and a new mtime)
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_snapshot_with_a_broken_body_is_read_from_the_records_once_the_view_is_behind(
+    tmp_path: Path,
+) -> None:
+    linked_run(tmp_path)
+    path = links_snapshot(tmp_path)
+    header, _ = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(header + b'\n{"records": [')  # cut off mid-body
+    create_tracker(str(tmp_path)).add_source(RUN, PARENT, "late")  # the view no longer answers
+    got = pairs(create_tracker(str(tmp_path)))
+    assert (PARENT, "late") in got and (OTHER, "weights") in got and len(got) == 22
