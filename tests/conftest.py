@@ -59,3 +59,20 @@ def clean_memory_fs() -> Iterator[None]:
     yield
     MemoryFileSystem.store.clear()
     MemoryFileSystem.pseudo_dirs[:] = [""]
+
+
+@pytest.fixture
+def body_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """One entry per snapshot body any reader parses from now on (a read answered by a links
+    snapshot's view parses none: trackers.backends.snapshots)."""
+    parsed: list[int] = []
+    from trackers.backends import snapshots
+
+    original = snapshots._parse_body
+
+    def parse(body: dict[str, object]) -> object:
+        parsed.append(1)
+        return original(body)
+
+    monkeypatch.setattr(snapshots, "_parse_body", parse)
+    yield parsed

@@ -98,6 +98,27 @@ def test_a_repeat_read_of_unchanged_links_sends_only_the_two_listings(
     assert [s.artifact_name for s in reader.sources(RUN)] == ["s0", "s1", "s2", "s3"]
 
 
+def test_a_new_reader_answers_links_from_the_snapshots_view_without_parsing_its_body(
+    make_s3_tracker: Callable[..., Any], body_parses: list[int]
+) -> None:
+    """The listings' ETags equal the view's (trackers.backends.snapshots): the answer is the
+    view's, in the same three requests, and a TorchX file changed since is read, not the view."""
+    writer = make_s3_tracker()
+    writer.add_metadata(PARENT, stage="data")
+    for i in range(20):
+        writer.add_source(RUN, PARENT, f"s{i}")
+    writer.compact(RUN)
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert len(reader.sources(RUN)) == 20
+    assert sorted(requests.ops) == ["GetObject", "ListObjectsV2", "ListObjectsV2"]
+    assert body_parses == []
+    writer.add_source(RUN, PARENT, "late")  # rewrites TorchX's sources/ file of PARENT
+    names = [s.artifact_name for s in make_s3_tracker().sources(RUN)]
+    assert "late" in names and len(names) == 21
+    assert body_parses
+
+
 def test_run_listing_requests_do_not_grow_with_records(
     make_s3_tracker: Callable[..., Any],
 ) -> None:

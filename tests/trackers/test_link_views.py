@@ -11,31 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.trackers.test_link_memo import OTHER, age, coarse_clock, pairs, torchx_writer
-from trackers.backends import snapshots
 from trackers.backends.fsspec import create_tracker
 from trackers.backends.snapshots import SNAPSHOT_MIN_NEW, SNAPSHOT_VERSION, parse_snapshot
 from trackers.ids import encode_run_id
 from trackers.testing import PARENT, RUN
-
-
-@pytest.fixture
-def body_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """One entry per snapshot body any reader parses from now on."""
-    parsed: list[int] = []
-    original = snapshots._parse_body
-
-    def parse(body: dict[str, object]) -> object:
-        parsed.append(1)
-        return original(body)
-
-    monkeypatch.setattr(snapshots, "_parse_body", parse)
-    yield parsed
 
 
 def links_snapshot(root: Path, run: str = RUN) -> Path:
