@@ -133,9 +133,9 @@ STATUS = "status"
 #: ``<run>/.run_id``: the whole id of a run kept under a shortened name.
 RUN_ID_FILE = ".run_id"
 
-#: The categories a run's snapshots hold (metrics stay out: they are read by name and grow).
 #: TorchX's link directories and the kind of link each holds, as our ``links/`` records name it.
 LINK_KINDS: dict[str, str] = {SOURCES: "source", DESCENDANTS: "descendant"}
+#: The categories a run's snapshots hold (metrics stay out: they are read by name and grow).
 SNAPSHOT_CATEGORIES = frozenset({METADATA, ARTIFACTS, LINKS, SUMMARY, STATUS})
 
 #: ``kind`` of the link record :meth:`RecordStoreTracker.add_source` writes (one for both runs).
@@ -811,15 +811,16 @@ class RecordStoreTracker(LineageTracker):
             f"the artifact name {artifact_name!r}"
         )
 
-    def _link_view(self, run_id: str, kind: str, torchx_dir: str) -> list[LinkedRun]:
-        """Our ``links/`` records of ``kind``, then TorchX's link files in ``torchx_dir``."""
-        return [LinkedRun(run, name) for run, name in self._link_pairs(run_id, kind, torchx_dir)]
+    def _link_view(self, run_id: str, torchx_dir: str) -> list[LinkedRun]:
+        """Our ``links/`` records of the kind ``torchx_dir`` holds (:data:`LINK_KINDS`), then
+        TorchX's link files in ``torchx_dir``."""
+        return [LinkedRun(run, name) for run, name in self._link_pairs(run_id, torchx_dir)]
 
     @functools.cached_property
     def _link_memo(self) -> LinkMemo:
         return LinkMemo()
 
-    def _link_pairs(self, run_id: str, kind: str, torchx_dir: str) -> Pairs:
+    def _link_pairs(self, run_id: str, torchx_dir: str) -> Pairs:
         """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link),
         deduplicated (:func:`dedupe_pairs`: what every reader of links does).
 
@@ -827,6 +828,7 @@ class RecordStoreTracker(LineageTracker):
         answers from :class:`LinkMemo` when nothing listed changed; a first read lists and loads
         the snapshot side by side and answers from the snapshot's stored view when the listing
         is the one it was derived from, else merges the records and files."""
+        kind = LINK_KINDS[torchx_dir]
         memo_key = (run_id, kind)
         memo = self._link_memo
         run_dir = self._run_dir(run_id)
@@ -860,16 +862,16 @@ class RecordStoreTracker(LineageTracker):
         return answer
 
     def _source_links(self, run_id: str) -> list[LinkedRun]:
-        return self._link_view(run_id, "source", SOURCES)
+        return self._link_view(run_id, SOURCES)
 
     def _descendant_links(self, run_id: str) -> list[LinkedRun]:
-        return self._link_view(run_id, "descendant", DESCENDANTS)
+        return self._link_view(run_id, DESCENDANTS)
 
     def sources(self, run_id: str, artifact_name: str | None = None) -> list[TrackerSource]:
         """:meth:`LineageTracker.sources`, merged on pairs (a run may hold thousands)."""
         return [
             TrackerSource(run, name)
-            for run, name in self._link_pairs(run_id, "source", SOURCES)
+            for run, name in self._link_pairs(run_id, SOURCES)
             if artifact_name is None or name == artifact_name
         ]
 
@@ -877,7 +879,7 @@ class RecordStoreTracker(LineageTracker):
         """:meth:`LineageTracker.descendants`, merged on pairs (a run may hold thousands)."""
         return [
             LinkedRun(run, name)
-            for run, name in self._link_pairs(run_id, "descendant", DESCENDANTS)
+            for run, name in self._link_pairs(run_id, DESCENDANTS)
             if artifact_name is None or name == artifact_name
         ]
 
