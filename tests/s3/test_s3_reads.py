@@ -59,16 +59,23 @@ def test_a_compacted_run_reads_in_at_most_three_requests(
         assert len(requests.ops) <= 3, (what, requests.ops)
 
 
+def compacted_links(make_s3_tracker: Callable[..., Any], n: int) -> Any:
+    """A writer that linked ``RUN`` to ``PARENT`` for artifacts ``s0``..``s{n-1}`` and
+    compacted ``RUN``."""
+    writer = make_s3_tracker()
+    writer.add_metadata(PARENT, stage="data")
+    for i in range(n):
+        writer.add_source(RUN, PARENT, f"s{i}")
+    writer.compact(RUN)
+    return writer
+
+
 def test_a_runs_listings_and_snapshot_are_requested_side_by_side(
     make_s3_tracker: Callable[..., Any], proxy_factory: Callable[..., Any]
 ) -> None:
     """sources() needs two listings (links/, TorchX's sources/) and the snapshot: behind real
     latency one round trip, not three, so all three requests are in flight at once."""
-    writer = make_s3_tracker()
-    writer.add_metadata(PARENT, stage="data")
-    for i in range(3):
-        writer.add_source(RUN, PARENT, f"s{i}")
-    writer.compact(RUN)
+    compacted_links(make_s3_tracker, 3)
     proxy = proxy_factory(rate=0.0, latency=0.3)  # every request held: sent together, they overlap
     reader = make_s3_tracker(endpoint=proxy.endpoint)
     requests = Requests(reader)
@@ -82,11 +89,7 @@ def test_a_repeat_read_of_unchanged_links_sends_only_the_two_listings(
 ) -> None:
     """The reader's memo (trackers.backends.link_memo): the listings' ETags vouch for every
     TorchX file, so the snapshot is not fetched again; a change is read on the next call."""
-    writer = make_s3_tracker()
-    writer.add_metadata(PARENT, stage="data")
-    for i in range(3):
-        writer.add_source(RUN, PARENT, f"s{i}")
-    writer.compact(RUN)
+    writer = compacted_links(make_s3_tracker, 3)
     reader = make_s3_tracker()
     requests = Requests(reader)
     assert [s.artifact_name for s in reader.sources(RUN)] == ["s0", "s1", "s2"]
@@ -103,11 +106,7 @@ def test_a_new_reader_answers_links_from_the_snapshots_view_without_parsing_its_
 ) -> None:
     """The listings' ETags equal the view's (trackers.backends.snapshots): the answer is the
     view's, in the same three requests, and a TorchX file changed since is read, not the view."""
-    writer = make_s3_tracker()
-    writer.add_metadata(PARENT, stage="data")
-    for i in range(20):
-        writer.add_source(RUN, PARENT, f"s{i}")
-    writer.compact(RUN)
+    writer = compacted_links(make_s3_tracker, 20)
     reader = make_s3_tracker()
     requests = Requests(reader)
     assert len(reader.sources(RUN)) == 20

@@ -40,6 +40,15 @@ def linked_run(root: Path, sources: int = 20, descendants: int = 3) -> None:
     ours.compact(RUN)
 
 
+def as_version_2(path: Path) -> bytes:
+    """Rewrite the snapshot at ``path`` as the previous release wrote it (one JSON document,
+    no views) and return its bytes."""
+    _, body = path.read_bytes().split(b"\n", 1)
+    old = json.dumps({"version": 2, **json.loads(body)}, separators=(",", ":")).encode()
+    path.write_bytes(old)
+    return old
+
+
 def descendant_pairs(root: Path) -> list[tuple[str, str | None]]:
     reader = create_tracker(str(root))
     return sorted((d.run_id, d.artifact_name) for d in reader.descendants(RUN))
@@ -100,10 +109,8 @@ def test_a_version_2_snapshot_is_read_and_rewritten_with_views(
     linked_run(tmp_path)
     expected = pairs(create_tracker(str(tmp_path)))
     path = links_snapshot(tmp_path)
-    header, body = path.read_bytes().split(b"\n", 1)
-    assert json.loads(header)["version"] == SNAPSHOT_VERSION
-    old = {"version": 2, **json.loads(body)}  # what the previous release wrote
-    path.write_text(json.dumps(old, separators=(",", ":")))
+    assert json.loads(path.read_bytes().split(b"\n", 1)[0])["version"] == SNAPSHOT_VERSION
+    as_version_2(path)
     body_parses.clear()
 
     assert pairs(create_tracker(str(tmp_path))) == expected
@@ -120,9 +127,7 @@ def test_a_reader_that_must_not_write_leaves_a_version_2_snapshot_as_it_is(
 ) -> None:
     linked_run(tmp_path)
     path = links_snapshot(tmp_path)
-    header, body = path.read_bytes().split(b"\n", 1)
-    old = json.dumps({"version": 2, **json.loads(body)}, separators=(",", ":")).encode()
-    path.write_bytes(old)
+    old = as_version_2(path)
     reader = create_tracker(str(tmp_path))
     reader.cache_on_read = False
     assert len(pairs(reader)) == 21
