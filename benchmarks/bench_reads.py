@@ -2,13 +2,14 @@
 ``FsspecTracker``, on the local disk, in one process (medians of ``--repeats``; ratio = TorchX
 time / ours). Rows: metadata()/artifacts()/sources()/descendants() of a run with N records
 (second read on: the first read writes the snapshot), the floor of a lossless sources() (its
-listing and stats alone), the same reads of a run TorchX's own tracker wrote, run_ids() over R
+stats alone), the same reads of a run TorchX's own tracker wrote, run_ids() over R
 runs, runs_summary(), lineage of a chain, and add_source per call (synchronous, and through our
 AppRun, where the training thread only spools it).
 
 "warm" reads reuse one tracker object (a long-lived process: the UI, a notebook): a repeat
-sources()/descendants() of an unchanged run answers from the listings and the reader's memo
-(trackers.backends.link_memo); the "memo cleared" row is the same read after a change. "new
+sources()/descendants() of an unchanged run answers from its stamp (local disk: two directory
+stats and a stat per TorchX file) and the reader's memo (trackers.backends.link_memo); the
+"memo cleared" row reads the snapshot's header instead. "new
 process" reads build a new tracker object and clear the per-process caches (the base32 name
 decoding), as one ``torchx tracker list`` call does. The S3 rows are benchmarks/bench_reads_s3.py.
 
@@ -18,7 +19,6 @@ decoding), as one ``torchx tracker list`` call does. The S3 rows are benchmarks/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -82,49 +82,20 @@ def forget_links(tracker: Any) -> None:
     tracker._link_memo._entries.clear()
 
 
-def listing_and_stats(run_dir: Path) -> int:
-    """What any lossless ``sources()`` of a run must do on local disk, and nothing else: list
-    our ``links/`` records, and stat each of TorchX's ``sources/`` files. The stats cannot be
-    skipped: TorchX rewrites a link file in place (its size or mtime changes, the directory's
-    mtime does not), so only a per-file stat tells a reader holding a snapshot that it changed.
-    TorchX time / this time is the ceiling of the ``sources()`` ratio."""
-    found = len(os.listdir(run_dir / "links"))
+def stats_alone(run_dir: Path) -> int:
+    """What any lossless ``sources()`` of a run must do on local disk, and nothing else: a
+    stat of our ``links/`` directory (its mtime changes with every record added) and of each
+    of TorchX's ``sources/`` files. Those cannot be skipped: TorchX rewrites a link file in
+    place (its status change time, size or mtime changes, the directory's mtime does not), so
+    only a per-file stat tells a reader holding a snapshot that it changed. TorchX time /
+    this time is the ceiling of the ``sources()`` ratio."""
+    os.stat(run_dir / "links")
+    found = 0
     with os.scandir(run_dir / "sources") as entries:
         for entry in entries:
             entry.stat(follow_symlinks=False)
             found += 1
     return found
-
-
-def ideal_view_reader(tracker: Any, run: str) -> Callable[[], Any]:
-    """The least a lossless ``sources()`` answered by a stored view could do (what a links
-    snapshot's views do, trackers.backends.snapshots, without the tracker around it: the
-    "new process" row minus this is what the backend adds): the listing of ``links/``, the
-    backend's own version tokens of TorchX's files (a ``stat`` each), one JSON parse of a
-    stored view (the links/ names, the file tokens and the answer's pairs), two comparisons,
-    and the answer's objects."""
-    from trackers.api import TrackerSource
-    from trackers.backends.version_tokens import version_text
-
-    run_dir = Path(tracker._run_dir(run))
-    view = Path(run_dir.parent, "ideal-view.json")
-    links, sources = run_dir / "links", str(run_dir / "sources")
-    pairs = [(s.source_run_id, s.artifact_name) for s in tracker.sources(run)]
-
-    def tokens() -> dict[str, str | None]:  # as text: what a stored view would hold
-        return {n: version_text(v) for n, v in tracker._list_versions(sources).items()}
-
-    body = {"links": sorted(os.listdir(links)), "files": tokens(), "pairs": pairs}
-    view.write_text(json.dumps(body, separators=(",", ":")))
-
-    def read() -> list[Any]:
-        names = sorted(os.listdir(links))
-        stored = json.loads(view.read_bytes())
-        if names != stored["links"] or tokens() != stored["files"]:
-            raise AssertionError("the store changed under the benchmark")
-        return [TrackerSource(run, name) for run, name in stored["pairs"]]
-
-    return read
 
 
 def per_call(fn: Callable[[int], Any], calls: int, repeats: int) -> list[float]:
@@ -213,13 +184,8 @@ def main() -> None:
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)
         run_dir = Path(ours._run_dir(run))
-        row = RowResult(f"sources() floor: list links/, stat {n} TorchX files, no parsing")
-        row.samples[OURS] = timed(lambda: listing_and_stats(run_dir), args.repeats)
-        row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
-        rows.append(row)
-        ideal = ideal_view_reader(ours, run)
-        row = RowResult("sources() ceiling: a bare stored view, listing and stats")
-        row.samples[OURS] = timed(ideal, args.repeats)
+        row = RowResult(f"sources() floor: stat links/ and the {n} TorchX files, nothing else")
+        row.samples[OURS] = timed(lambda: stats_alone(run_dir), args.repeats)
         row.samples[TORCHX] = timed(lambda: theirs.sources(run), args.repeats)
         rows.append(row)
     with tempfile.TemporaryDirectory() as root:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.trackers.test_link_memo import OTHER, age, coarse_clock, pairs, torchx_writer
-from trackers.backends.fsspec import create_tracker
+from trackers.backends.fsspec import RACY_NS, create_tracker
 from trackers.backends.snapshots import SNAPSHOT_MIN_NEW, SNAPSHOT_VERSION, parse_snapshot
 from trackers.ids import encode_run_id
 from trackers.testing import PARENT, RUN
@@ -26,9 +27,17 @@ def links_snapshot(root: Path, run: str = RUN) -> Path:
     return root / encode_run_id(run) / ".snapshot" / "links"
 
 
+def settle_status_changes() -> None:
+    """Wait until every file's status change time (which :func:`age` cannot set back: setting
+    an mtime is a change of status) is older than the window in which a stat cannot vouch for
+    it, so a snapshot written now gets a stamp (``trackers.backends.version_tokens``)."""
+    time.sleep(2 * RACY_NS / 1e9)
+
+
 def linked_run(root: Path, sources: int = 20, descendants: int = 3) -> None:
     """``RUN`` with ``sources`` links to other runs (ours and TorchX's), ``descendants`` runs
-    linking to it, aged past the window where a stat cannot vouch for a file, compacted."""
+    linking to it, aged past the window where a stat cannot vouch for a file, compacted (with
+    its stamps)."""
     ours = create_tracker(str(root))
     ours.add_metadata(RUN, stage="train")
     for i in range(sources):
@@ -37,16 +46,29 @@ def linked_run(root: Path, sources: int = 20, descendants: int = 3) -> None:
     for i in range(descendants):
         ours.add_source(f"local_cwd://torchx/child-{i}", RUN, "model")
     age(root)
+    settle_status_changes()
     ours.compact(RUN)
 
 
 def as_version_2(path: Path) -> bytes:
     """Rewrite the snapshot at ``path`` as the previous release wrote it (one JSON document,
     no views) and return its bytes."""
-    _, body = path.read_bytes().split(b"\n", 1)
+    body = path.read_bytes().split(b"\n")[-1]
     old = json.dumps({"version": 2, **json.loads(body)}, separators=(",", ":")).encode()
     path.write_bytes(old)
     return old
+
+
+def as_version_3(path: Path) -> None:
+    """Rewrite the snapshot at ``path`` as version 3 (each view's listing in the header, no
+    stamps, two lines), as written for a day before stamps."""
+    header, listings, body = (json.loads(line) for line in path.read_bytes().split(b"\n"))
+    views = {
+        d: {**listings[d], "runs": view["runs"], "artifacts": view["artifacts"]}
+        for d, view in header["views"].items()
+    }
+    v3 = json.dumps({"version": 3, "views": views}).encode()
+    path.write_bytes(v3 + b"\n" + json.dumps(body).encode())
 
 
 def descendant_pairs(root: Path) -> list[tuple[str, str | None]]:
@@ -57,9 +79,14 @@ def descendant_pairs(root: Path) -> list[tuple[str, str | None]]:
 def test_a_new_reader_of_an_unchanged_run_answers_without_parsing_the_body(
     tmp_path: Path, body_parses: list[int]
 ) -> None:
+    """By the views' listings (no stamps here: a version 3 snapshot, read by a reader that
+    must not write, so it is not rewritten with them; on S3 there are none)."""
     linked_run(tmp_path)
-    got = pairs(create_tracker(str(tmp_path)))
-    children = descendant_pairs(tmp_path)
+    as_version_3(links_snapshot(tmp_path))
+    reader = create_tracker(str(tmp_path))
+    reader.cache_on_read = False
+    got = pairs(reader)
+    children = sorted((d.run_id, d.artifact_name) for d in reader.descendants(RUN))
     assert body_parses == []
     assert len(got) == 21 and (OTHER, "weights") in got
     assert children == [(f"local_cwd://torchx/child-{i}", "model") for i in range(3)]
@@ -167,6 +194,7 @@ def test_a_run_compacted_while_its_files_were_too_recent_gets_its_view_on_a_late
         ours.add_source(RUN, f"local_cwd://torchx/src-{i}", "data")
     ours.compact(RUN)  # within RACY_NS of the writes
     age(tmp_path)
+    settle_status_changes()  # so the first reader's rewrite is the only one, stamp and all
     path = links_snapshot(tmp_path)
     compacted = path.read_bytes()
     first = pairs(create_tracker(str(tmp_path)))
@@ -211,8 +239,8 @@ def test_a_snapshot_with_a_broken_body_is_read_from_the_records_once_the_view_is
 ) -> None:
     linked_run(tmp_path)
     path = links_snapshot(tmp_path)
-    header, _ = path.read_bytes().split(b"\n", 1)
-    path.write_bytes(header + b'\n{"records": [')  # cut off mid-body
+    header, listings, _ = path.read_bytes().split(b"\n", 2)
+    path.write_bytes(header + b"\n" + listings + b'\n{"records": [')  # cut off mid-body
     create_tracker(str(tmp_path)).add_source(RUN, PARENT, "late")  # the view no longer answers
     got = pairs(create_tracker(str(tmp_path)))
     assert (PARENT, "late") in got and (OTHER, "weights") in got and len(got) == 22

@@ -43,8 +43,8 @@ def counting(tracker: FsspecTracker) -> list[str]:
 
 
 def stored_snapshot(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A stored snapshot's header and body (two lines of JSON)."""
-    header, body = data.split(b"\n")
+    """A stored snapshot's header and body (the first and last of its lines of JSON)."""
+    header, *_, body = data.split(b"\n")
     return json.loads(header), json.loads(body)
 
 

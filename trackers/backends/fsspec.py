@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from trackers.backends.record_store import RecordStoreTracker
-from trackers.backends.version_tokens import Version
+from trackers.backends.version_tokens import ABSENT, ListingStamp, Version, version_text
 from trackers.config_options import check_known, load_mapping_config
 from trackers.errors import TrackerConfigError
 from trackers.helper_threads import leave_signals_to_main_thread
@@ -396,40 +396,37 @@ class FsspecTracker(RecordStoreTracker):
     def _list_versions(self, prefix: str) -> dict[str, Version]:
         if not self._local:
             return self._list_remote_versions(prefix)
-        # inode, mtime and size: our rewrites are renames (a new inode), TorchX's change the size
-        # or the mtime. Listed through a descriptor of the directory, so each stat resolves one
-        # name instead of the whole path (a third of the listing's time for a run's 1000 files).
-        found: dict[str, Version] = {}
+        scan = _stat_entries(prefix, self._skip)
+        if scan is None:
+            return {}
         now = time.time_ns()
-        recent = now - RACY_COARSE_NS  # older files are never racy: one comparison each
-        try:
-            fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
-        except OSError as e:
-            self._skip(prefix, f"cannot be listed ({e.strerror or e})")
-            return {}
-        try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        found[entry.name] = None
-                        continue
-                    mtime = st.st_mtime_ns
-                    racy = mtime >= recent and _racy(mtime, now)
-                    found[entry.name] = (
-                        None
-                        if racy or not stat.S_ISREG(st.st_mode)
-                        else (st.st_ino, mtime, st.st_size)
-                    )
-        except OSError as e:
-            self._skip(prefix, f"cannot be listed ({e.strerror or e})")
-            return {}
-        finally:
-            os.close(fd)
-        return found
+        return {name: None if st is None else _file_version(st, now) for name, st in scan}
+
+    def _listing_stamp(self, links_dir: str, files_dir: str) -> ListingStamp | None:
+        if not self._local:
+            return None
+        parts = _stamp_parts(links_dir, files_dir)
+        return None if parts is None else parts[0]
+
+    def _vouched_stamp(
+        self, links_dir: str, files_dir: str, names: frozenset[str], files: Mapping[str, str]
+    ) -> ListingStamp | None:
+        # The stamp, taken where nothing it covers changed within the racy window before the
+        # stats (so any later change gets a later time than it saw), of exactly the listing
+        # the view was derived from: its links/ names and its files' tokens.
+        if not self._local:
+            return None
+        now = time.time_ns()
+        parts = _stamp_parts(links_dir, files_dir)
+        if parts is None:
+            return None
+        stamp, times, scan = parts
+        if any(_racy(t, now) for t in times):
+            return None
+        if {n for n in self._list_names(links_dir) if n[:1] != "."} != names:
+            return None
+        tokens = {n: version_text(_file_version(st, now)) for n, st in scan if st is not None}
+        return stamp if tokens == files else None
 
     def _directory_version(self, prefix: str) -> Version:
         # A directory's mtime changes with every entry added or removed (the kernel's rule for
@@ -564,6 +561,86 @@ def _remote_racy(mtime: object, now: float) -> bool:
     else:
         return True
     return now - seconds < REMOTE_RACY_S
+
+
+def _stat_entries(
+    prefix: str, report: Callable[[str, str], None] | None = None, *, strict: bool = False
+) -> list[tuple[str, os.stat_result | None]] | None:
+    """Each entry of the directory ``prefix`` with its ``lstat`` (``None`` for one that
+    vanished meanwhile; ``strict``: then no listing at all); ``[]`` when there is no such
+    directory, ``None`` (reported) when it cannot be listed. Listed through a descriptor of
+    the directory, so each stat resolves one name instead of the whole path (a third of the
+    listing's time for a run's 1000 files)."""
+    try:
+        fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        if report is not None:
+            report(prefix, f"cannot be listed ({e.strerror or e})")
+        return None
+    try:
+        with os.scandir(fd) as entries:
+            if strict:
+                return [(entry.name, entry.stat(follow_symlinks=False)) for entry in entries]
+            return [(entry.name, _lstat(entry)) for entry in entries]
+    except OSError as e:
+        if report is not None:
+            report(prefix, f"cannot be listed ({e.strerror or e})")
+        return None
+    finally:
+        os.close(fd)
+
+
+def _lstat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        return entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _stamp_parts(
+    links_dir: str, files_dir: str
+) -> tuple[ListingStamp, list[int], list[tuple[str, os.stat_result | None]]] | None:
+    """A local :data:`ListingStamp` of ``links_dir`` and ``files_dir``, the times it rests on
+    (the directories' mtimes, the files' newest status change) and the files' scan; ``None``
+    where it cannot be taken. The directories are stat'ed first, then the files: an entry
+    added or removed after the first stat shows in the scan (a status change time, the count),
+    one before it in the directory's token."""
+    times: list[int] = []
+    tokens: list[str] = []
+    for directory in (links_dir, files_dir):
+        try:
+            st = os.stat(directory)
+        except FileNotFoundError:
+            tokens.append(ABSENT)
+            continue
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        tokens.append(f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}")
+        times.append(st.st_mtime_ns)
+    scan = _stat_entries(files_dir, strict=True) if tokens[1] != ABSENT else []
+    if scan is None:
+        return None
+    stats = cast(list[os.stat_result], [st for _, st in scan])  # strict: none is None
+    newest = max([st.st_ctime_ns for st in stats], default=0)
+    times.append(newest)
+    size = sum([st.st_size for st in stats])
+    return (tokens[0], tokens[1], newest, size, len(stats)), times, scan
+
+
+def _file_version(st: os.stat_result, now_ns: int) -> Version:
+    """A listed file's token: inode, mtime and size (our rewrites are renames, a new inode;
+    TorchX's change the size or the mtime); ``None`` for one changed within the racy window
+    or that is no regular file."""
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    mtime = st.st_mtime_ns
+    if mtime >= now_ns - RACY_COARSE_NS and _racy(mtime, now_ns):
+        return None
+    return (st.st_ino, mtime, st.st_size)
 
 
 def _racy(mtime_ns: int, now_ns: int) -> bool:

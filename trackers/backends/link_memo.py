@@ -11,7 +11,10 @@ lists again and returns the kept pairs only when the new listing is equal, name 
 token for token (on local disk a ``stat`` of ``links/`` stands in for listing its names: its
 mtime changes with every entry added or removed). Records are immutable and keep their names,
 so equal listings mean equal contents; an entry without a token (a store that cannot tell, a
-file changed too recently for its stat to tell) is never kept.
+file changed too recently for its stat to tell) is never kept. On a local disk the reader
+keeps a stamp instead where one vouched for the answer (a snapshot's, or one it stored):
+the next read compares its own stamp, with no listing by name and no token
+(``trackers.backends.version_tokens.ListingStamp``).
 
 The memo lives in one tracker object and is bounded (:data:`MEMO_RUNS` runs and
 :data:`MEMO_ITEMS` names, tokens and pairs, least recently used dropped first); a new process
@@ -24,7 +27,7 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from trackers.backends.version_tokens import Version
+from trackers.backends.version_tokens import ListingStamp, Version
 
 #: Runs (per direction) a tracker object keeps the last link answer of.
 MEMO_RUNS = 256
@@ -60,7 +63,10 @@ class LinkMemo:
     def __init__(self, size: int = MEMO_RUNS, items: int = MEMO_ITEMS) -> None:
         self._size = size
         self._items = items
-        self._entries: OrderedDict[tuple[str, str], tuple[LinkListing, Pairs]] = OrderedDict()
+        #: A listing, or a local stamp standing for one (:meth:`get_stamped`), and its pairs.
+        self._entries: OrderedDict[tuple[str, str], tuple[LinkListing | ListingStamp, Pairs]] = (
+            OrderedDict()
+        )
         self._held = 0  # names, tokens and pairs kept (approximate under concurrent use)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
@@ -70,9 +76,9 @@ class LinkMemo:
         """The kept ``links/`` names when ``directory`` (a fresh version of ``links/``) is the
         one they were listed with: no new listing is needed. ``None`` otherwise."""
         found = self._entries.get(key)
-        if directory is None or found is None or found[0].directory != directory:
+        if directory is None or found is None or not isinstance(found[0], LinkListing):
             return None
-        return found[0].names
+        return found[0].names if found[0].directory == directory else None
 
     def get(self, key: tuple[str, str], listing: LinkListing) -> Pairs | None:
         """The kept pairs when ``listing`` equals the one they were read with (names and every
@@ -81,19 +87,45 @@ class LinkMemo:
         if found is None:
             return None
         kept, pairs = found
+        if not isinstance(kept, LinkListing):
+            return None
         if kept.names != listing.names or kept.versions != listing.versions:
             return None
         with contextlib.suppress(KeyError):  # dropped by another thread meanwhile
             self._entries.move_to_end(key)
         return pairs
 
+    def holds_listing(self, key: tuple[str, str]) -> bool:
+        """Whether a listing (not a stamp) is kept for ``key``."""
+        found = self._entries.get(key)
+        return found is not None and isinstance(found[0], LinkListing)
+
+    def get_stamped(self, key: tuple[str, str], stamp: ListingStamp) -> Pairs | None:
+        """The kept pairs when they were kept for ``stamp`` (a local disk's stamp of the same
+        directories: equal only if nothing there changed), else ``None``."""
+        found = self._entries.get(key)
+        if found is None or found[0] != stamp:
+            return None
+        with contextlib.suppress(KeyError):
+            self._entries.move_to_end(key)
+        return found[1]
+
     def put(self, key: tuple[str, str], listing: LinkListing, pairs: Pairs) -> None:
         """Keep ``pairs`` for ``listing`` (only a trusted one; an untrusted one drops the key)."""
         self._drop(key)
-        weight = _weight(listing, pairs)
-        if not listing.trusted() or weight > self._items:
+        if listing.trusted():
+            self._keep(key, listing, pairs)
+
+    def put_stamped(self, key: tuple[str, str], stamp: ListingStamp, pairs: Pairs) -> None:
+        """Keep ``pairs`` for ``stamp``."""
+        self._drop(key)
+        self._keep(key, stamp, pairs)
+
+    def _keep(self, key: tuple[str, str], kept: LinkListing | ListingStamp, pairs: Pairs) -> None:
+        weight = _weight(kept, pairs)
+        if weight > self._items:
             return
-        self._entries[key] = (listing, pairs)
+        self._entries[key] = (kept, pairs)
         self._held += weight
         while len(self._entries) > self._size or self._held > self._items:
             try:
@@ -108,5 +140,7 @@ class LinkMemo:
             self._held -= _weight(*found)
 
 
-def _weight(listing: LinkListing, pairs: Pairs) -> int:
-    return len(listing.names) + len(listing.versions) + len(pairs)
+def _weight(kept: LinkListing | ListingStamp, pairs: Pairs) -> int:
+    if not isinstance(kept, LinkListing):
+        return 1 + len(pairs)
+    return len(kept.names) + len(kept.versions) + len(pairs)

@@ -91,7 +91,7 @@ from trackers.backends.snapshots import (
     Snapshot,
     parse_snapshot,
 )
-from trackers.backends.version_tokens import Version, version_text
+from trackers.backends.version_tokens import ListingStamp, Version, version_text
 from trackers.errors import TrackerError
 from trackers.helper_threads import leave_signals_to_main_thread
 from trackers.ids import (
@@ -193,6 +193,23 @@ class RecordStoreTracker(LineageTracker):
         tell (S3: it has no directories). Records are never rewritten in place, so for our
         own directories a changed token is the only change there is."""
         del prefix
+        return None
+
+    def _listing_stamp(self, links_dir: str, files_dir: str) -> ListingStamp | None:
+        """A stamp of ``links_dir`` and the TorchX directory ``files_dir`` that a later
+        stamp equals only if nothing under them changed (:data:`ListingStamp`: a local disk's
+        directory stats and file status changes, far cheaper to compare than a listing's
+        names and tokens); ``None`` where the store has none (object stores)."""
+        del links_dir, files_dir
+        return None
+
+    def _vouched_stamp(
+        self, links_dir: str, files_dir: str, names: frozenset[str], files: Mapping[str, str]
+    ) -> ListingStamp | None:
+        """:meth:`_listing_stamp` where it vouches for the listing a link view was derived
+        from (``names`` in ``links_dir``, ``files``: the TorchX files' tokens) and nothing in
+        it changed too recently to tell; ``None`` otherwise."""
+        del links_dir, files_dir, names, files
         return None
 
     @abstractmethod
@@ -446,7 +463,7 @@ class RecordStoreTracker(LineageTracker):
         """
         if category == LINKS:
             snap.views = {
-                torchx_dir: self._link_view_of(run_id, snap, torchx_dir)
+                torchx_dir: self._link_view_of(run_id, snap, torchx_dir, stamped=True)
                 for torchx_dir in LINK_KINDS
                 if torchx_dir in snap.files
             }
@@ -467,15 +484,26 @@ class RecordStoreTracker(LineageTracker):
             logger.info("could not %s (reads still work): %s", what, e)
             return None
 
-    def _link_view_of(self, run_id: str, snap: Snapshot, torchx_dir: str) -> LinkView:
-        """The answer of the link read of ``torchx_dir`` as ``snap`` holds it, with its listing."""
+    def _link_view_of(
+        self, run_id: str, snap: Snapshot, torchx_dir: str, *, stamped: bool = False
+    ) -> LinkView:
+        """The answer of the link read of ``torchx_dir`` as ``snap`` holds it, with its listing
+        (and, ``stamped``, the store's stamp where one vouches for that listing now)."""
         entries = snap.files.get(torchx_dir, {})
         others = _linked_file_runs(entries)
         files = [(others[n], lines) for n, (_, lines) in entries.items() if n in others]
+        names = frozenset(snap.records)
+        tokens = {n: token for n, (token, _) in entries.items()}
+        run_dir = self._run_dir(run_id)
         return LinkView(
-            names=frozenset(snap.records),
-            files={n: token for n, (token, _) in entries.items()},
+            names=names,
+            files=tokens,
             pairs=_link_answer(snap.records.values(), files, run_id, LINK_KINDS[torchx_dir]),
+            stamp=(
+                self._vouched_stamp(f"{run_dir}/{LINKS}", f"{run_dir}/{torchx_dir}", names, tokens)
+                if stamped
+                else None
+            ),
         )
 
     def _views_renewable(
@@ -824,34 +852,56 @@ class RecordStoreTracker(LineageTracker):
         """:meth:`_link_view` as ``(run id, artifact name)`` pairs (no object per link),
         deduplicated (:func:`dedupe_pairs`: what every reader of links does).
 
-        Every read lists the run's ``links/`` and ``torchx_dir`` (with tokens). A repeat read
-        answers from :class:`LinkMemo` when nothing listed changed; a first read lists and loads
-        the snapshot side by side and answers from the snapshot's stored view when the listing
-        is the one it was derived from, else merges the records and files."""
+        On a local disk a read first takes the run's stamp (:meth:`_listing_stamp`: two
+        directory stats and a stat per TorchX file) and answers from the reader's memo or the
+        snapshot's header when the stamp is the one kept or stored there. Otherwise (and on
+        any other store) it lists the run's ``links/`` and ``torchx_dir`` (with tokens): a
+        repeat read answers from :class:`LinkMemo` when nothing listed changed; a first read
+        lists and loads the snapshot side by side and answers from the snapshot's stored view
+        when the listing is the one it was derived from, else merges the records and files."""
         kind = LINK_KINDS[torchx_dir]
         memo_key = (run_id, kind)
         memo = self._link_memo
         run_dir = self._run_dir(run_id)
-        directory = self._directory_version(f"{run_dir}/{LINKS}")  # before anything is listed
-        if memo_key in memo:
+        links_dir, files_dir = f"{run_dir}/{LINKS}", f"{run_dir}/{torchx_dir}"
+        # A reader that kept a listing (no stamp could vouch for it when it read) lists again.
+        stamp = None if memo.holds_listing(memo_key) else self._listing_stamp(links_dir, files_dir)
+        snap: Snapshot | None = None
+        if stamp is not None:
+            kept = memo.get_stamped(memo_key, stamp)
+            if kept is not None:
+                return kept
+            snap = self._load_snapshot(run_id, LINKS)
+            kept = snap.stamped_pairs(torchx_dir, stamp)
+            if kept is not None:
+                memo.put_stamped(memo_key, stamp, kept)
+                return kept
+        directory = self._directory_version(links_dir)  # before anything is listed
+        if snap is None and memo_key in memo:
             names = memo.unchanged_names(memo_key, directory)
             if names is not None:  # links/ as it was: only TorchX's files to list
-                versions = self._list_versions(f"{run_dir}/{torchx_dir}")
+                versions = self._list_versions(files_dir)
             else:
                 names, (versions,) = self._list_group(run_id, LINKS, (torchx_dir,))
             kept = memo.get(memo_key, LinkListing(names, versions, directory))
             if kept is not None:
                 return kept
             snap = self._load_snapshot(run_id, LINKS)
-        else:
+        elif snap is None:
             list_names, list_versions = self._group_listings(run_id, LINKS, (torchx_dir,))
             load_links = partial(self._load_snapshot, run_id, LINKS)
             reads: list[Callable[[], Any]] = [list_names, load_links, list_versions]
             names, snap, versions = self._side_by_side(reads)
+        else:
+            names, (versions,) = self._list_group(run_id, LINKS, (torchx_dir,))
         listing = LinkListing(names, versions, directory)
         view = snap.views.get(torchx_dir)
         if view is not None and view.answers(names, versions):
             memo.put(memo_key, listing, view.pairs)
+            if self._reader_snapshots():
+                vouched = self._stamp_view(run_id, snap, torchx_dir, view)
+                if vouched is not None:
+                    memo.put_stamped(memo_key, vouched, view.pairs)
             return view.pairs
         read = self._read_group(
             run_id, LINKS, (torchx_dir,), keyed=False, listings=(names, [versions]), snapshot=snap
@@ -859,7 +909,29 @@ class RecordStoreTracker(LineageTracker):
         answer = _link_answer(read.records, read.files[torchx_dir], run_id, kind)
         if read.complete:
             memo.put(memo_key, listing, answer)
+            # A view is its stamp's answer, whenever it was stamped: one this read's rewrite
+            # of the snapshot just stamped (it vouched for what was read) is the next read's.
+            renewed = snap.views.get(torchx_dir)
+            if renewed is not None and renewed.stamp is not None:
+                memo.put_stamped(memo_key, renewed.stamp, renewed.pairs)
         return answer
+
+    def _stamp_view(
+        self, run_id: str, snap: Snapshot, torchx_dir: str, view: LinkView
+    ) -> ListingStamp | None:
+        """Rewrite ``snap``, whose ``view`` answers the listing but whose stamp does not (a
+        version 3 snapshot; a run compacted at its close, its files too recent to vouch for),
+        once a stamp vouches for that listing: later readers then take the answer from two
+        directory stats, a stat per file and the header. Nothing is written while no stamp can
+        vouch, so a run whose stamp never settles is not rewritten on every read. The stamp
+        that vouched, or ``None``."""
+        run_dir = self._run_dir(run_id)
+        links_dir, files_dir = f"{run_dir}/{LINKS}", f"{run_dir}/{torchx_dir}"
+        stamp = self._vouched_stamp(links_dir, files_dir, view.names, view.files)
+        # A reader that kept a listing did not look at the stored stamp: it may be this one.
+        if stamp is not None and snap.stamped_pairs(torchx_dir, stamp) is None:
+            self._write_snapshot(run_id, LINKS, snap)
+        return stamp
 
     def _source_links(self, run_id: str) -> list[LinkedRun]:
         return self._link_view(run_id, SOURCES)

@@ -9,10 +9,12 @@ requests. The same holds for TorchX's mutable link files (``sources/``, ``descen
 snapshot keeps each with the version token the listing showed (S3 ETag, local mtime and size),
 and a file whose token changed is fetched again.
 
-Format (``<run>/.snapshot/<group>``): two lines of JSON, a header and the body::
+Format (``<run>/.snapshot/<group>``, version 4): three lines of JSON, a header, the views'
+listings and the body::
 
-    {"version": 3, "views": {"sources": {"names": [...], "files": {name: token},
-                                          "runs": [...], "artifacts": [name or null, ...]}}}
+    {"version": 4, "views": {"sources": {"runs": [...], "artifacts": [name or null, ...],
+                                          "stamp": [links token, dir token, ctime, size, count]}}}
+    {"sources": {"names": [...], "files": {name: token}}}
     {"origins": [origin, ...], "records": {name: [origin index or -1, record]},
      "files": {"sources": {name: [token, [lines]]}, ...}}
 
@@ -20,15 +22,22 @@ Records are kept in name order (a reader whose listing holds exactly the snapsho
 that order without sorting) and without their ``origin``, which is stored once in ``origins``:
 the writers of a run are few, so this halves the bytes a reader parses.
 
-The header's ``views`` (links snapshots only, one per TorchX directory) hold the answer of a
-link read (:meth:`RecordStoreTracker.sources` or ``descendants``) with the listing it was
-derived from: the ``links/`` names and the directory's file tokens. A reader whose fresh
-listing equals them takes the answer as it is and never parses the body, which is most of
-the bytes (a new ``torchx tracker list`` process reading a run with 1000 links). The body is
-parsed on first use. Version 2 snapshots (one JSON document, the body with ``"version": 2``,
-no views) are still read; a links read of one rewrites it with views. Older versions of this
-package cannot read version 3 and read the records one by one instead (snapshots are only a
-cache); version 1 (origins inline) is ignored.
+The ``views`` (links snapshots only, one per TorchX directory) hold the answer of a link read
+(:meth:`RecordStoreTracker.sources` or ``descendants``) with what it was derived from, two ways:
+
+- on local disk, a ``stamp`` (:data:`~trackers.backends.version_tokens.ListingStamp`): two
+  directory stats and one ``stat`` per TorchX file tell a reader whose stamp is equal that
+  nothing changed, so it reads only the header (a new ``torchx tracker list`` process reading
+  a run with 1000 links parses ~40 KB, not ~500 KB). ``null`` where none could vouch (files
+  changed within the racy window when the snapshot was written; any store but a local disk).
+- everywhere, the second line: the ``links/`` names and the directory's file tokens. A reader
+  whose fresh listing equals them takes the answer without parsing the body.
+
+Lines are parsed on first use. Version 3 snapshots (the views, listings included, in the
+header; no stamps) and version 2 (one document, the body with ``"version": 2``, no views) are
+still read; a links read rewrites them. Older versions of this package cannot read version 4
+and read the records one by one instead (snapshots are only a cache); version 1 (origins
+inline) is ignored.
 """
 
 from __future__ import annotations
@@ -40,12 +49,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from trackers.backends.link_memo import Pairs
-from trackers.backends.version_tokens import Version, version_text
+from trackers.backends.version_tokens import ListingStamp, Version, parse_stamp, version_text
 
 logger: logging.Logger = logging.getLogger(__name__)
 
 SNAPSHOT_DIR = ".snapshot"
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
+#: Views with their listings in the header, no stamps; read, and rewritten by a links read.
+SNAPSHOT_VERSION_3 = 3
 #: The one-document format before views; read, and rewritten by a links read.
 SNAPSHOT_VERSION_2 = 2
 #: A read that had to fetch this many records the snapshot did not hold writes a new snapshot.
@@ -61,6 +72,8 @@ class LinkView:
     names: frozenset[str]
     files: dict[str, str]
     pairs: Pairs
+    #: Where the store could vouch for the listing by a stamp (local disk), that stamp.
+    stamp: ListingStamp | None = None
 
     def answers(self, names: Iterable[str], versions: Mapping[str, Version]) -> bool:
         """Whether a fresh listing (``links/`` names, the TorchX directory's versions) is the
@@ -76,35 +89,50 @@ class LinkView:
             listed = {n for n in listed if n[:1] != "."}
         return listed == self.names
 
-    def to_json(self) -> dict[str, Any]:
+    def answer_json(self) -> dict[str, Any]:
+        """The header's part: the answer and its stamp."""
         return {
-            "names": sorted(self.names),
-            "files": self.files,
             "runs": [run for run, _ in self.pairs],
             "artifacts": [name for _, name in self.pairs],
+            "stamp": None if self.stamp is None else list(self.stamp),
         }
+
+    def listing_json(self) -> dict[str, Any]:
+        """The second line's part: the listing the answer was derived from."""
+        return {"names": sorted(self.names), "files": self.files}
 
     @classmethod
     def from_json(cls, body: object) -> LinkView | None:
-        """The view stored as ``body``; ``None`` where it is not one (type checks run over
-        whole columns: a run's view holds thousands of names)."""
+        """The view stored as ``body`` (both parts in one mapping); ``None`` where it is not
+        one (type checks run over whole columns: a run's view holds thousands of names)."""
         if not isinstance(body, dict):
             return None
         names, files = body.get("names"), body.get("files")
-        runs, artifacts = body.get("runs"), body.get("artifacts")
+        pairs = _stored_pairs(body)
         if not (
-            isinstance(names, list)
+            pairs is not None
+            and isinstance(names, list)
             and isinstance(files, dict)
-            and isinstance(runs, list)
-            and isinstance(artifacts, list)
-            and len(runs) == len(artifacts)
             and set(map(type, names)) <= _STR
             and set(map(type, files.values())) <= _STR
-            and set(map(type, runs)) <= _STR
-            and set(map(type, artifacts)) <= _STR_OR_NONE
         ):
             return None
-        return cls(frozenset(names), files, tuple(zip(runs, artifacts, strict=True)))
+        return cls(frozenset(names), files, pairs, parse_stamp(body.get("stamp")))
+
+
+def _stored_pairs(answer: Mapping[str, Any]) -> Pairs | None:
+    """The pairs of a stored answer (its ``runs`` and ``artifacts`` columns); ``None`` where
+    they are not two columns of run ids and artifact names (or nulls) of one length."""
+    runs, artifacts = answer.get("runs"), answer.get("artifacts")
+    if not (
+        isinstance(runs, list)
+        and isinstance(artifacts, list)
+        and len(runs) == len(artifacts)
+        and set(map(type, runs)) <= _STR
+        and set(map(type, artifacts)) <= _STR_OR_NONE
+    ):
+        return None
+    return tuple(zip(runs, artifacts, strict=True))
 
 
 _STR: frozenset[type] = frozenset({str})
@@ -114,26 +142,67 @@ _STR_OR_NONE: frozenset[type] = frozenset({str, type(None)})
 class Snapshot:
     """The parsed snapshot of one group of a run (empty when there is none or it is broken).
 
-    ``records`` and ``files`` are parsed from the body on first use: a read answered by one of
-    the ``views`` never parses them."""
+    Each part is parsed on first use: a read answered by a view's stamp parses the header
+    only, one answered by a view's listing parses the second line too, and only a read that
+    merges records parses ``records`` and ``files`` from the body."""
 
     def __init__(
         self,
         *,
         version: str | None = None,
         exists: bool = False,
-        views: dict[str, LinkView] | None = None,
-        body: bytes | None = None,
+        answers: dict[str, dict[str, Any]] | None = None,
+        listings: bytes | memoryview | None = None,
+        body: bytes | memoryview | None = None,
         where: str = "",
     ) -> None:
         #: The store's version token of the snapshot object (S3 ETag), for a conditional rewrite.
         self.version = version
         self.exists = exists
-        self.views: dict[str, LinkView] = views or {}
+        #: The header's views as stored (answer and stamp per TorchX directory), unchecked.
+        self._answers = answers or {}
+        self._listings = listings
+        self._views: dict[str, LinkView] | None = None if self._answers else {}
         self._body = body
         self._where = where
         self._records: dict[str, dict[str, Any]] = {}
         self._files: dict[str, dict[str, tuple[str, list[str]]]] = {}
+
+    def stamped_pairs(self, torchx_dir: str, stamp: ListingStamp) -> Pairs | None:
+        """The stored answer of ``torchx_dir`` if its stamp is ``stamp`` (from the header
+        alone); ``None`` otherwise."""
+        answer = self._answers.get(torchx_dir)
+        if answer is None or parse_stamp(answer.get("stamp")) != stamp:
+            return None
+        return _stored_pairs(answer)
+
+    @property
+    def views(self) -> dict[str, LinkView]:
+        if self._views is None:
+            self._views = self._parse_views()
+        return self._views
+
+    @views.setter
+    def views(self, views: dict[str, LinkView]) -> None:
+        self._views = views
+
+    def _parse_views(self) -> dict[str, LinkView]:
+        listings, self._listings = self._listings, None
+        found: Any = {}
+        if listings is not None:
+            try:
+                found = json.loads(bytes(listings))
+            except (ValueError, RecursionError) as e:
+                logger.info("ignoring the unreadable views of snapshot %s (%s)", self._where, e)
+        if not isinstance(found, dict):
+            found = {}
+        views = {}
+        for torchx_dir, answer in self._answers.items():
+            listing = found.get(torchx_dir)  # none in version 3: the answer holds it
+            view = LinkView.from_json({**answer, **(listing if isinstance(listing, dict) else {})})
+            if view is not None:
+                views[torchx_dir] = view
+        return views
 
     @property
     def records(self) -> dict[str, dict[str, Any]]:
@@ -155,7 +224,7 @@ class Snapshot:
         if body is None:
             return
         try:
-            parsed = json.loads(body)
+            parsed = json.loads(bytes(body))
             if not isinstance(parsed, dict):
                 raise ValueError("the body is not a mapping")
             self._records, self._files = _parse_body(parsed)
@@ -182,8 +251,9 @@ class Snapshot:
                 records[name] = [-1, record]
         header = {
             "version": SNAPSHOT_VERSION,
-            "views": {d: view.to_json() for d, view in self.views.items()},
+            "views": {d: view.answer_json() for d, view in self.views.items()},
         }
+        listings = {d: view.listing_json() for d, view in self.views.items()}
         body = {
             "origins": origin_list,
             "records": records,
@@ -193,27 +263,33 @@ class Snapshot:
             },
         }
         data = b"\n".join(
-            json.dumps(part, separators=(",", ":")).encode("ascii") for part in (header, body)
+            json.dumps(part, separators=(",", ":")).encode("ascii")
+            for part in (header, listings, body)
         )
         return data if len(data) <= SNAPSHOT_MAX_BYTES else None
 
 
 def parse_snapshot(data: bytes | None, version: str | None, where: str) -> Snapshot:
     """A snapshot object's content; an empty one (logged) when it cannot be read. Only the
-    header is parsed here (JSON escapes line breaks, so the first one ends it)."""
+    header is parsed here (JSON escapes line breaks, so each line is one part)."""
     if data is None:
         return Snapshot()
-    head, newline, body = data.partition(b"\n")
+    # Only the header is copied out of ``data`` here: the other lines stay views of it until
+    # they are parsed (copying ~500 KB of a 1000-link run's snapshot cost more than the read).
+    end = data.find(b"\n")
+    newline = end >= 0
+    head = data[:end] if newline else data
     try:
         header = json.loads(head)
         if not isinstance(header, dict):
             raise ValueError("not a mapping")
-        if header.get("version") == SNAPSHOT_VERSION_2 and not newline:
+        found = header.get("version")
+        if found == SNAPSHOT_VERSION_2 and not newline:
             snap = Snapshot(version=version, exists=True, where=where)
             snap.records, files = _parse_body(header)
             snap.files.update(files)
             return snap
-        if header.get("version") != SNAPSHOT_VERSION or not newline:
+        if found not in (SNAPSHOT_VERSION, SNAPSHOT_VERSION_3) or not newline:
             raise ValueError(f"not a version {SNAPSHOT_VERSION} snapshot")
         views = header.get("views") or {}
         if not isinstance(views, dict):
@@ -221,11 +297,20 @@ def parse_snapshot(data: bytes | None, version: str | None, where: str) -> Snaps
     except (ValueError, RecursionError) as e:
         logger.info("ignoring unreadable snapshot %s (%s): records are read one by one", where, e)
         return Snapshot(version=version, exists=True)
-    kept = {str(d): LinkView.from_json(v) for d, v in views.items()}
+    answers = {str(d): v for d, v in views.items() if isinstance(v, dict)}
+    rest = memoryview(data)[end + 1 :]
+    listings: memoryview | None = None
+    if found == SNAPSHOT_VERSION_3:  # each view's listing is in the header, the body follows
+        body = rest
+    else:
+        second = data.find(b"\n", end + 1)
+        second = len(data) if second < 0 else second
+        listings, body = rest[: second - end - 1], memoryview(data)[second + 1 :]
     return Snapshot(
         version=version,
         exists=True,
-        views={d: v for d, v in kept.items() if v is not None},
+        answers=answers,
+        listings=listings,
         body=body,
         where=where,
     )

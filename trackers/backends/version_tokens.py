@@ -20,3 +20,28 @@ def version_text(version: Version) -> str | None:
         return version
     inode, mtime, size = version
     return f"{inode}-{mtime}-{size}"
+
+
+#: A local directory pair's stamp (``FsspecTracker._listing_stamp``): the tokens of ``links/``
+#: and of a TorchX directory (``"absent"`` when there is none), then over the TorchX directory's
+#: files the newest status change (``st_ctime_ns``), the total size and the count. A directory's
+#: token changes with every entry added or removed; a file rewritten in place, whatever it keeps
+#: (even an mtime set back), gets a status change time of "now", which no clock can set back.
+#: So a stamp taken when that newest change was older than the racy window (see
+#: ``trackers.backends.fsspec.RACY_NS``) equals a later one only if nothing there changed since.
+ListingStamp = tuple[str, str, int, int, int]
+
+#: The token of a directory that does not exist (yet).
+ABSENT = "absent"
+
+
+def parse_stamp(value: object) -> ListingStamp | None:
+    """A stamp as stored in JSON (a list); ``None`` where ``value`` is not one."""
+    if not isinstance(value, list) or len(value) != 5:
+        return None
+    links, files, ctime, size, count = value
+    if not (isinstance(links, str) and isinstance(files, str)):
+        return None
+    if not all(type(n) is int for n in (ctime, size, count)):
+        return None
+    return (links, files, ctime, size, count)
