@@ -176,13 +176,20 @@ def test_no_stamp_vouches_for_a_status_change_within_the_racy_window(
     assert stored_stamps(tmp_path)["sources"] is not None
 
 
-def test_no_stamp_is_stored_for_files_changed_within_the_racy_window(tmp_path: Path) -> None:
+def test_no_stamp_is_stored_for_files_changed_within_the_racy_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """AppRun compacts right after the last writes: the stamp could not tell a change made
     in the same clock tick apart, so none is stored; a later reader stores one (once)."""
     ours = create_tracker(str(tmp_path))
     for i in range(20):
         ours.add_source(RUN, f"local_cwd://torchx/src-{i}", "data")
+    sources = tmp_path / encode_run_id(RUN) / "sources"
+    newest = max(p.stat().st_ctime_ns for p in sources.iterdir())
+    # 1 ms after the last write, however long this box took to get here
+    monkeypatch.setattr(fsspec_backend.time, "time_ns", lambda: newest + 1_000_000)
     ours.compact(RUN)
+    monkeypatch.undo()
     assert stored_stamps(tmp_path)["sources"] is None
     age(tmp_path)
     settle_status_changes()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.trackers.test_link_memo import OTHER, age, coarse_clock, pairs, torchx_writer
+from trackers.backends import fsspec as fsspec_backend
 from trackers.backends.fsspec import RACY_NS, create_tracker
 from trackers.backends.snapshots import SNAPSHOT_MIN_NEW, SNAPSHOT_VERSION, parse_snapshot
 from trackers.ids import encode_run_id
@@ -183,7 +184,7 @@ def test_a_view_whose_pairs_are_malformed_is_not_used(tmp_path: Path) -> None:
 
 
 def test_a_run_compacted_while_its_files_were_too_recent_gets_its_view_on_a_later_read(
-    tmp_path: Path, body_parses: list[int]
+    tmp_path: Path, body_parses: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """AppRun compacts a run at its close, right after the last links: the TorchX files just
     written have no token yet, so the view cannot answer. The first reader after that window
@@ -192,7 +193,11 @@ def test_a_run_compacted_while_its_files_were_too_recent_gets_its_view_on_a_late
     ours = create_tracker(str(tmp_path))
     for i in range(SNAPSHOT_MIN_NEW - 6):  # too few to rewrite the snapshot for their sake
         ours.add_source(RUN, f"local_cwd://torchx/src-{i}", "data")
-    ours.compact(RUN)  # within RACY_NS of the writes
+    sources = tmp_path / encode_run_id(RUN) / "sources"
+    newest = max(p.stat().st_mtime_ns for p in sources.iterdir())
+    with monkeypatch.context() as clock:  # within RACY_NS of the writes, however slow the box
+        clock.setattr(fsspec_backend.time, "time_ns", lambda: newest + 1_000_000)
+        ours.compact(RUN)
     age(tmp_path)
     settle_status_changes()  # so the first reader's rewrite is the only one, stamp and all
     path = links_snapshot(tmp_path)
