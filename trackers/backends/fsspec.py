@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
@@ -397,16 +398,18 @@ class FsspecTracker(RecordStoreTracker):
         if not self._local:
             return self._list_remote_versions(prefix)
         scan = _stat_entries(prefix, self._skip)
-        if scan is None:
-            return {}
-        now = time.time_ns()
-        return {name: None if st is None else _file_version(st, now) for name, st in scan}
+        return {} if scan is None else _scan_versions(scan)
 
-    def _listing_stamp(self, links_dir: str, files_dir: str) -> ListingStamp | None:
+    def _listing_stamp(
+        self, links_dir: str, files_dir: str
+    ) -> tuple[ListingStamp, Callable[[], dict[str, Version]]] | None:
         if not self._local:
             return None
         parts = _stamp_parts(links_dir, files_dir)
-        return None if parts is None else parts[0]
+        if parts is None:
+            return None
+        stamp, _, scan = parts
+        return stamp, partial(_scan_versions, scan)
 
     def _vouched_stamp(
         self, links_dir: str, files_dir: str, names: frozenset[str], files: Mapping[str, str]
@@ -590,6 +593,12 @@ def _stat_entries(
         return None
     finally:
         os.close(fd)
+
+
+def _scan_versions(scan: list[tuple[str, os.stat_result | None]]) -> dict[str, Version]:
+    """The version tokens of a directory's scan (:func:`_stat_entries`), as of now."""
+    now = time.time_ns()
+    return {name: None if st is None else _file_version(st, now) for name, st in scan}
 
 
 def _lstat(entry: os.DirEntry[str]) -> os.stat_result | None:

@@ -195,11 +195,15 @@ class RecordStoreTracker(LineageTracker):
         del prefix
         return None
 
-    def _listing_stamp(self, links_dir: str, files_dir: str) -> ListingStamp | None:
+    def _listing_stamp(
+        self, links_dir: str, files_dir: str
+    ) -> tuple[ListingStamp, Callable[[], dict[str, Version]]] | None:
         """A stamp of ``links_dir`` and the TorchX directory ``files_dir`` that a later
         stamp equals only if nothing under them changed (:data:`ListingStamp`: a local disk's
         directory stats and file status changes, far cheaper to compare than a listing's
-        names and tokens); ``None`` where the store has none (object stores)."""
+        names and tokens), and :meth:`_list_versions` of ``files_dir`` from the same stats
+        (made when called: a read the stamp answers needs none); ``None`` where the store has
+        no stamps (object stores)."""
         del links_dir, files_dir
         return None
 
@@ -865,9 +869,12 @@ class RecordStoreTracker(LineageTracker):
         run_dir = self._run_dir(run_id)
         links_dir, files_dir = f"{run_dir}/{LINKS}", f"{run_dir}/{torchx_dir}"
         # A reader that kept a listing (no stamp could vouch for it when it read) lists again.
-        stamp = None if memo.holds_listing(memo_key) else self._listing_stamp(links_dir, files_dir)
+        kept_listing = memo.holds_listing(memo_key)
+        stamped = None if kept_listing else self._listing_stamp(links_dir, files_dir)
         snap: Snapshot | None = None
-        if stamp is not None:
+        list_files: Callable[[], dict[str, Version]] = partial(self._list_versions, files_dir)
+        if stamped is not None:
+            stamp, list_files = stamped  # the stamp's stats are the directory's listing too
             kept = memo.get_stamped(memo_key, stamp)
             if kept is not None:
                 return kept
@@ -893,7 +900,7 @@ class RecordStoreTracker(LineageTracker):
             reads: list[Callable[[], Any]] = [list_names, load_links, list_versions]
             names, snap, versions = self._side_by_side(reads)
         else:
-            names, (versions,) = self._list_group(run_id, LINKS, (torchx_dir,))
+            names, versions = self._list_names(links_dir), list_files()
         listing = LinkListing(names, versions, directory)
         view = snap.views.get(torchx_dir)
         if view is not None and view.answers(names, versions):
