@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.trackers.test_link_memo import OTHER, age, pairs, torchx_writer
+from tests.trackers.test_link_memo import (  # noqa: F401 (snapshot_loads is a fixture)
+    OTHER,
+    age,
+    pairs,
+    snapshot_loads,
+    torchx_writer,
+)
 from tests.trackers.test_link_views import (
     as_version_3,
     descendant_pairs,
@@ -231,3 +237,21 @@ def test_a_stamp_that_does_not_match_the_run_is_never_taken(tmp_path: Path) -> N
     path.write_bytes(b"\n".join([json.dumps(parsed).encode(), json.dumps(listed).encode(), body]))
     got = pairs(create_tracker(str(tmp_path)))
     assert ("local_cwd://torchx/not-a-source", "data") not in got and len(got) == 21
+
+
+def test_a_reader_that_must_not_write_keeps_its_listing_of_a_run_changed_since_its_stamp(
+    tmp_path: Path,
+    snapshot_loads: list[str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """``torchx tracker ui`` on a run that got a link after its snapshot: the stored stamp no
+    longer answers and the viewer does not rewrite it, so its repeat reads answer from the
+    listing it kept, as before stamps, not by merging again."""
+    linked_run(tmp_path)
+    create_tracker(str(tmp_path)).add_source(RUN, PARENT, "late")
+    age(tmp_path)  # past the window where a stat cannot vouch for the new files
+    viewer = create_tracker(str(tmp_path))
+    viewer.cache_on_read = False
+    first = pairs(viewer)
+    snapshot_loads.clear()
+    assert pairs(viewer) == first and (PARENT, "late") in first
+    assert snapshot_loads == []

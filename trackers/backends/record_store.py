@@ -918,8 +918,9 @@ class RecordStoreTracker(LineageTracker):
             memo.put(memo_key, listing, answer)
             # A view is its stamp's answer, whenever it was stamped: one this read's rewrite
             # of the snapshot just stamped (it vouched for what was read) is the next read's.
+            # The stored view did not answer; its stamp would only displace the listing kept.
             renewed = snap.views.get(torchx_dir)
-            if renewed is not None and renewed.stamp is not None:
+            if renewed is not None and renewed is not view and renewed.stamp is not None:
                 memo.put_stamped(memo_key, renewed.stamp, renewed.pairs)
         return answer
 
