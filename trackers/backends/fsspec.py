@@ -628,7 +628,7 @@ def _stamp_parts(
             return None
         if not stat.S_ISDIR(st.st_mode):
             return None
-        tokens.append(f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}")
+        tokens.append(str(version_text((st.st_ino, st.st_mtime_ns, st.st_size))))
         times.append(st.st_mtime_ns)
     scan = _stat_entries(files_dir, strict=True) if tokens[1] != ABSENT else []
     if scan is None:
