@@ -116,6 +116,73 @@ def test_a_torchx_file_rewritten_in_place_is_read_not_taken_from_the_view(
     assert (OTHER, "optimizer") in got and (OTHER, "weights") not in got
 
 
+def rewrite_keeping_length_and_mtime(path: Path, text: str) -> None:
+    """Rewrite ``path`` in place (TorchX's mode "w": the same inode) with ``text`` of the same
+    length and set its mtime back to what it was, as ``cp -p`` restoring an older copy does:
+    inode, size and mtime are as before; only the status change time moves."""
+    before = path.stat()
+    assert len(text.encode()) == before.st_size
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_same_length_rewrite_with_its_mtime_set_back_is_read_not_taken_from_the_view(
+    tmp_path: Path,
+) -> None:
+    """The listing path (a version 3 snapshot has no stamp; this reader must not write, so
+    it gets none): the file's token holds its status change time, which no call sets back."""
+    linked_run(tmp_path)
+    as_version_3(links_snapshot(tmp_path))
+    link_file = tmp_path / encode_run_id(RUN) / "sources" / encode_run_id(OTHER)
+    rewrite_keeping_length_and_mtime(link_file, "optimzr\n")  # as long as "weights"
+    settle_status_changes()  # past the window: the token is taken, and must tell
+    reader = create_tracker(str(tmp_path))
+    reader.cache_on_read = False
+    got = pairs(reader)
+    assert (OTHER, "optimzr") in got and (OTHER, "weights") not in got
+
+
+def test_a_same_length_rewrite_with_its_mtime_set_back_is_read_after_a_memo_hit(
+    tmp_path: Path,
+) -> None:
+    """A reader that kept a listing (no stamp could answer for it) compares tokens again."""
+    linked_run(tmp_path)
+    as_version_3(links_snapshot(tmp_path))
+    reader = create_tracker(str(tmp_path))
+    reader.cache_on_read = False
+    assert (OTHER, "weights") in pairs(reader)
+    link_file = tmp_path / encode_run_id(RUN) / "sources" / encode_run_id(OTHER)
+    rewrite_keeping_length_and_mtime(link_file, "optimzr\n")
+    settle_status_changes()
+    got = pairs(reader)
+    assert (OTHER, "optimzr") in got and (OTHER, "weights") not in got
+
+
+def test_a_snapshot_with_tokens_of_the_older_three_field_form_is_read_and_rewritten(
+    tmp_path: Path, body_parses: list[int]
+) -> None:
+    """Tokens stored before the status change time was added (``inode-mtime-size``) never
+    equal a fresh one: the records are merged once, and the reader stores the new form."""
+    linked_run(tmp_path)
+    expected = pairs(create_tracker(str(tmp_path)))
+    path = links_snapshot(tmp_path)
+    header, listings, body = path.read_bytes().split(b"\n")
+    parsed, listed = json.loads(header), json.loads(listings)
+    for view in parsed["views"].values():
+        view["stamp"] = None  # as the token path reads it (S3, or a stamp that did not answer)
+    for listing in listed.values():
+        listing["files"] = {n: t.rsplit("-", 1)[0] for n, t in listing["files"].items()}
+    path.write_bytes(b"\n".join([json.dumps(parsed).encode(), json.dumps(listed).encode(), body]))
+    body_parses.clear()
+    assert pairs(create_tracker(str(tmp_path))) == expected
+    assert body_parses  # merged: no stored token answered
+    rewritten = json.loads(path.read_bytes().split(b"\n")[1])
+    assert all(t.count("-") == 3 for t in rewritten["sources"]["files"].values())
+    body_parses.clear()
+    assert pairs(create_tracker(str(tmp_path))) == expected
+    assert body_parses == []
+
+
 def test_a_torchx_file_too_recent_for_its_stat_is_never_vouched_for_by_the_view(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body_parses: list[int]
 ) -> None:

@@ -442,7 +442,7 @@ class FsspecTracker(RecordStoreTracker):
             return None
         if not stat.S_ISDIR(st.st_mode) or _racy(st.st_mtime_ns, time.time_ns()):
             return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return _stat_version(st)
 
     def _list_remote_versions(self, prefix: str) -> dict[str, Version]:
         """Names with the token the listing itself carries (s3fs/gcsfs: the ETag; others: the
@@ -628,7 +628,7 @@ def _stamp_parts(
             return None
         if not stat.S_ISDIR(st.st_mode):
             return None
-        tokens.append(str(version_text((st.st_ino, st.st_mtime_ns, st.st_size))))
+        tokens.append(str(version_text(_stat_version(st))))
         times.append(st.st_mtime_ns)
     scan = _stat_entries(files_dir, strict=True) if tokens[1] != ABSENT else []
     if scan is None:
@@ -641,15 +641,21 @@ def _stamp_parts(
 
 
 def _file_version(st: os.stat_result, now_ns: int) -> Version:
-    """A listed file's token: inode, mtime and size (our rewrites are renames, a new inode;
-    TorchX's change the size or the mtime); ``None`` for one changed within the racy window
-    or that is no regular file."""
+    """A listed file's token (:func:`_stat_version`; our rewrites are renames, a new inode;
+    TorchX's change the size, the mtime, and always the status change time); ``None`` for one
+    changed within the racy window or that is no regular file."""
     if not stat.S_ISREG(st.st_mode):
         return None
     mtime = st.st_mtime_ns
     if mtime >= now_ns - RACY_COARSE_NS and _racy(mtime, now_ns):
         return None
-    return (st.st_ino, mtime, st.st_size)
+    return _stat_version(st)
+
+
+def _stat_version(st: os.stat_result) -> tuple[int, int, int, int]:
+    """The local token of a file or directory: inode, mtime, size and status change time
+    (see :data:`trackers.backends.version_tokens.Version`)."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
 def _racy(mtime_ns: int, now_ns: int) -> bool:

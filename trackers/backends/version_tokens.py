@@ -8,18 +8,27 @@ from __future__ import annotations
 
 #: A listing's version token of one object (``RecordStoreTracker._list_versions``): text (an
 #: S3 ETag; a remote filesystem's mtime and size) or, on the local disk, the stat fields
-#: (inode, mtime, size), formatted (:func:`version_text`) only where a snapshot stores them:
-#: a repeat link read compares 1000 of them and needs no text. ``None``: the store cannot
-#: tell (the object is fetched every time).
-Version = str | tuple[int, int, int] | None
+#: (inode, mtime, size, status change time), formatted (:func:`version_text`) only where a
+#: snapshot stores them: a repeat link read compares 1000 of them and needs no text. ``None``:
+#: the store cannot tell (the object is fetched every time).
+#:
+#: Why the status change time (``st_ctime_ns``) too: a file rewritten in place to the same
+#: length and given its old mtime back (``cp -p`` or ``rsync --inplace -t`` restoring an
+#: older copy, ``touch -d``) keeps inode, size and mtime, but every such call sets the status
+#: change time to "now", and nothing sets it back. The racy window still goes by the mtime
+#: (see ``trackers.backends.fsspec.RACY_NS``), so what is left unseen is two such rewrites
+#: within one tick of the status change clock around a read.
+Version = str | tuple[int, int, int, int] | None
 
 
 def version_text(version: Version) -> str | None:
-    """``version`` as the text a snapshot stores (``inode-mtime-size`` for stat fields)."""
+    """``version`` as the text a snapshot stores (``inode-mtime-size-ctime`` for stat
+    fields; snapshots written before the status change time was added hold
+    ``inode-mtime-size``, which never equals it: such a token reads as changed, once)."""
     if version is None or isinstance(version, str):
         return version
-    inode, mtime, size = version
-    return f"{inode}-{mtime}-{size}"
+    inode, mtime, size, ctime = version
+    return f"{inode}-{mtime}-{size}-{ctime}"
 
 
 #: A local directory pair's stamp (``FsspecTracker._listing_stamp``): the tokens of ``links/``
