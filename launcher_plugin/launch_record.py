@@ -36,6 +36,7 @@ from torchx.tracker.api import TrackerBase
 
 from launcher_plugin.launcher_writes import LauncherWrites, Target
 from launcher_plugin.plan import TrackingPlan
+from trackers.backends.catalog import COMPONENT_KEY, LAUNCH_TIME_KEY
 from trackers.env import tracker_config_env_var_name
 from trackers.ids import is_torchx_run_id, record_name
 from trackers.redact import redact
@@ -152,7 +153,7 @@ def launch_metadata(
     record: dict[str, object] = {
         "launch.run_id": run_id,
         "launch.scheduler": dryrun_info._scheduler or run_id.split("://", 1)[0],
-        "launch.time": op_time_iso(op_id or record_name()),
+        LAUNCH_TIME_KEY: op_time_iso(op_id or record_name()),
         "launch.user": getpass.getuser(),
         "launch.host": socket.gethostname(),
         "launch.cwd": os.getcwd(),
@@ -176,7 +177,7 @@ def launch_metadata(
         ]
     context = _context.get()
     if context is not None:
-        record["launch.component"] = context.component
+        record[COMPONENT_KEY] = context.component
         record["launch.component_args"] = list(context.component_args)
     if parent:
         record["launch.parent_run_id"] = parent

@@ -48,6 +48,10 @@ class RunSummary:
     start_time: float | None
     #: The run's direct sources (each once, as :meth:`LineageTracker.sources` gives them).
     parents: tuple[LinkedRun, ...]
+    #: The TorchX component the run was launched from (its launch record's
+    #: ``launch.component``) where the summary keeps it; ``None`` where it does not (no launch
+    #: record, or a store written before the catalog kept it): the run's metadata then tells.
+    component: str | None = None
 
 
 class LineageTracker(TrackerBase):
@@ -61,6 +65,9 @@ class LineageTracker(TrackerBase):
     registry_name: ClassVar[str] = ""
     #: Whether failures should raise where the backend would otherwise log and go on.
     strict: bool = False
+    #: Whether :meth:`runs_summary` is a few reads for the whole store (a catalog) rather than
+    #: reads per run: listings then take status, start and component from it.
+    runs_summary_is_cheap: ClassVar[bool] = False
     #: ``False`` for a write-only backend (OpenLineage): its reads raise ``UnsupportedOperation``,
     #: so commands that read a store write to it only what a readable store told them.
     readable: ClassVar[bool] = True

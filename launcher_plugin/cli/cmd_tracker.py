@@ -37,7 +37,7 @@ from launcher_plugin.inject import job_config
 from launcher_plugin.launcher_writes import Target
 from launcher_plugin.reconcile import RunState, run_states
 from launcher_plugin.tracker_config import TrackerSpec, resolve_trackers
-from launcher_plugin.ui.data import RunRow, read_row
+from launcher_plugin.ui.data import RunRow, read_row, summary_row
 from trackers.api import LineageTracker, capabilities
 from trackers.backends.fsspec import DEFAULT_ROOT
 from trackers.backends.openlineage import OpenLineageTracker
@@ -112,7 +112,7 @@ def list_jobs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
         ids = tracker.run_ids()
     if args.status:
         return _states_output(tracker, ids, write=False)
-    rows = sorted((read_row(tracker, i) for i in ids), key=_newest_first)
+    rows = sorted(_job_rows(tracker, ids), key=_newest_first)
     return Output(
         data=[
             {
@@ -128,6 +128,24 @@ def list_jobs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
             [r.run_id, r.status or "", _iso_s(r.start_time) or "", r.component or ""] for r in rows
         ],
     )
+
+
+def _job_rows(tracker: TrackerBase, ids: Sequence[str]) -> list[RunRow]:
+    """Each run's status, start and component: from the store's catalog (a few reads for the
+    whole store) where it names the run's component, else from the run's own records (its
+    launch record, status history and sources: a few reads per run). Runs without a launch
+    record, or launched before the catalog kept components, take the second way."""
+    summaries = {}
+    if isinstance(tracker, LineageTracker) and tracker.runs_summary_is_cheap:
+        summaries = {s.run_id: s for s in tracker.runs_summary(ids)}
+    rows = []
+    for run_id in ids:
+        summary = summaries.get(run_id)
+        if summary is not None and summary.component is not None:
+            rows.append(summary_row(summary))
+        else:
+            rows.append(read_row(tracker, run_id, summary))
+    return rows
 
 
 def _newest_first(row: RunRow) -> tuple[bool, float, str]:

@@ -18,7 +18,6 @@ of its final status (duration; one :meth:`~trackers.api.LineageTracker.status_hi
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from torchx.tracker.api import TrackerArtifact, TrackerBase
 
 from launcher_plugin.cli.render import to_jsonable
 from trackers.api import LineageTracker, RunSummary
+from trackers.backends.catalog import LAUNCH_TIME_KEY, parse_iso_time
 from trackers.backends.record_store import RecordStoreTracker
 from trackers.ids import encode_run_id
 from trackers.jsonsafe import text_of
@@ -93,19 +93,6 @@ def damaged_for(tracker: TrackerBase, run_id: str) -> list[dict[str, str]]:
         for path, why in found
         if segment in f"{path}"
     ]
-
-
-def parse_time(value: object) -> float | None:
-    """Seconds since the epoch from an ISO 8601 text (``launch.time``), else ``None``."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
 
 
 def make_read_only(tracker: TrackerBase) -> TrackerBase:
@@ -205,7 +192,7 @@ def read_row(tracker: TrackerBase, run_id: str, summary: RunSummary | None = Non
             lambda: _unique(s.source_run_id for s in tracker.sources(run_id)),
             [],
         )
-    start = parse_time(md.get(f"{LAUNCH_PREFIX}time"))
+    start = parse_iso_time(md.get(LAUNCH_TIME_KEY))
     times = [h["time"] for h in history or () if isinstance(h["time"], float)]
     if start is None:
         start = summary.start_time if summary is not None and summary.start_time else None
@@ -234,14 +221,15 @@ def read_row(tracker: TrackerBase, run_id: str, summary: RunSummary | None = Non
 
 
 def summary_row(summary: RunSummary) -> RunRow:
-    """A row with only what the catalog knows (status, start, parents), shown and sorted until
-    the run's own records are read."""
+    """A row with only what the catalog knows (status, start, parents, component), shown and
+    sorted until the run's own records are read."""
     scheduler = summary.run_id.split("://", 1)[0] if "://" in summary.run_id else None
     return RunRow(
         run_id=summary.run_id,
         status=summary.status,
         start_time=summary.start_time,
         scheduler=scheduler,
+        component=summary.component,
         parents=_unique(link.run_id for link in summary.parents),
     )
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import pytest
 from torchx.cli.main import create_parser
+from torchx.tracker.backend.fsspec import FsspecTracker as TorchxFsspecTracker
 
 from launcher_plugin.cli.cmd_tracker import CmdTracker
-from trackers.backends.fsspec import create_tracker
+from trackers.backends.fsspec import FsspecTracker, create_tracker
 
 PREP = "local_cwd://torchx/prepare-1"
 TRAIN = "local_cwd://torchx/train-1"
 EVAL = "local_cwd://torchx/eval-1"
+JOB_ONLY = "local_cwd://torchx/job-only-1"
 
 
 @pytest.fixture
@@ -68,7 +74,9 @@ def test_list_jobs_shows_status_start_and_component_newest_first(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Default columns come from the launch record and the status records; newest first, runs
-    without a start time last; json and csv carry the same columns."""
+    without a start time last; json and csv carry the same columns. A run of ours without a
+    launch record started when it was first recorded; one TorchX's own tracker wrote (no status,
+    no launch record) has no start."""
     t = create_tracker(str(tmp_path / "runs"))
     started = {PREP: "2026-01-01T10:00:00+00:00", EVAL: "2026-01-03T10:00:00+00:00"}
     started[TRAIN] = "2026-01-02T10:00:00+00:00"
@@ -77,11 +85,19 @@ def test_list_jobs_shows_status_start_and_component_newest_first(
     t.set_status(TRAIN, "RUNNING")
     t.set_status(EVAL, "RUNNING")
     t.set_status(EVAL, "FAILED")
-    t.add_metadata("local_cwd://torchx/untimed-1", note="no launch record")
+    before = time.time()
+    t.add_metadata(JOB_ONLY, note="written by the job alone")
+    torchx = TorchxFsspecTracker(fsspec.filesystem("file"), str(tmp_path / "runs"))
+    torchx.add_metadata("local_cwd://torchx/untimed-1", note="no launch record")
     argv = ["tracker", "list", "jobs", "--tracker", f"fsspec={tmp_path / 'runs'}"]
     code, out, _ = cli([*argv, "--format", "json"], capsys)
     assert code == 0
-    assert json.loads(out) == [
+    jobs = json.loads(out)
+    job_only = jobs.pop(0)
+    assert job_only["run_id"] == JOB_ONLY and job_only["component"] is None
+    first_recorded = dt.datetime.fromisoformat(job_only["start_time"]).timestamp()
+    assert before - 1 <= first_recorded <= time.time()
+    assert jobs == [
         {"run_id": EVAL, "status": "FAILED", "start_time": started[EVAL], "component": "c-/eval-1"},
         {
             "run_id": TRAIN,
@@ -100,12 +116,13 @@ def test_list_jobs_shows_status_start_and_component_newest_first(
     _, out, _ = cli([*argv, "--format", "csv"], capsys)
     lines = out.splitlines()
     assert lines[0] == "JOB ID,STATUS,STARTED,COMPONENT"
-    assert lines[1] == f"{EVAL},FAILED,{started[EVAL]},c-/eval-1"
-    assert lines[4] == "local_cwd://torchx/untimed-1,,,"
+    assert lines[2] == f"{EVAL},FAILED,{started[EVAL]},c-/eval-1"
+    assert lines[5] == "local_cwd://torchx/untimed-1,,,"
     _, out, _ = cli(argv, capsys)
     table = out.splitlines()
-    assert table[2].split() == [EVAL, "FAILED", started[EVAL], "c-/eval-1"]
+    assert table[3].split() == [EVAL, "FAILED", started[EVAL], "c-/eval-1"]
     assert [line.split()[0] for line in table[2:]] == [
+        JOB_ONLY,
         EVAL,
         TRAIN,
         PREP,
@@ -350,3 +367,76 @@ def test_sync_without_credentials_keeps_the_records_for_a_later_sync(
     code, out, _ = cli(["tracker", "sync", TRAIN, "--spool-dir", str(spool)], capsys)
     assert code == 1 and "credentials" in out
     assert segment_paths(spool, TRAIN)
+
+
+def launched(tracker: FsspecTracker, run_id: str, component: str, when: str) -> None:
+    """What ``torchx run`` writes first: the launch record."""
+    tracker.add_metadata(run_id, **{"launch.component": component, "launch.time": when})
+
+
+def test_list_jobs_of_launched_runs_reads_the_catalog_not_each_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status, start and component of launched runs are in the store's catalog: no run's own
+    records are read (on S3: ``tests/s3/test_s3_reads.py``, at most ten requests for 1000)."""
+    t = create_tracker(str(tmp_path / "runs"))
+    for i in range(30):
+        launched(t, f"local_cwd://torchx/r-{i}", "dist.ddp", f"2026-01-01T00:00:{i:02d}+00:00")
+        t.set_status(f"local_cwd://torchx/r-{i}", "SUCCEEDED")
+    per_run: list[str] = []
+    for method in ("metadata", "status_history", "sources", "status"):
+        original = getattr(FsspecTracker, method)
+
+        def counted(self: FsspecTracker, run_id: str, *a: Any, _f: Any = original) -> Any:
+            per_run.append(run_id)
+            return _f(self, run_id, *a)
+
+        monkeypatch.setattr(FsspecTracker, method, counted)
+    argv = ["tracker", "list", "jobs", "--tracker", f"fsspec={tmp_path / 'runs'}"]
+    code, out, _ = cli([*argv, "--format", "json"], capsys)
+    assert code == 0 and per_run == []
+    jobs = json.loads(out)
+    assert [j["run_id"] for j in jobs] == [f"local_cwd://torchx/r-{i}" for i in reversed(range(30))]
+    assert jobs[0] == {
+        "run_id": "local_cwd://torchx/r-29",
+        "status": "SUCCEEDED",
+        "start_time": "2026-01-01T00:00:29+00:00",
+        "component": "dist.ddp",
+    }
+
+
+def test_list_jobs_reads_the_launch_record_of_a_run_whose_catalog_entry_lacks_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run launched before the catalog kept components (or whose entry an older release
+    merged) shows its component from its own launch record; a run TorchX's own tracker wrote
+    gets its catalog entry, component included, derived once."""
+    from trackers.backends import record_store
+
+    root = tmp_path / "runs"
+    old = create_tracker(str(root))
+    with monkeypatch.context() as older_release:
+        older_release.setattr(record_store, "launch_entry", lambda metadata, record: None)
+        launched(old, TRAIN, "dist.ddp", "2026-01-02T00:00:00+00:00")
+        old.set_status(TRAIN, "RUNNING")
+    torchx = TorchxFsspecTracker(fsspec.filesystem("file"), str(root))
+    torchx.add_metadata(EVAL, **{"launch.component": "utils.sh", "launch.time": "2026-01-03"})
+    argv = ["tracker", "list", "jobs", "--tracker", f"fsspec={root}", "--format", "json"]
+    code, out, _ = cli(argv, capsys)
+    assert code == 0
+    assert json.loads(out) == [
+        {
+            "run_id": EVAL,
+            "status": None,
+            "start_time": "2026-01-03T00:00:00+00:00",
+            "component": "utils.sh",
+        },
+        {
+            "run_id": TRAIN,
+            "status": "RUNNING",
+            "start_time": "2026-01-02T00:00:00+00:00",
+            "component": "dist.ddp",
+        },
+    ]
+    summaries = {s.run_id: s for s in create_tracker(str(root)).runs_summary()}
+    assert summaries[EVAL].component == "utils.sh" and summaries[TRAIN].component is None

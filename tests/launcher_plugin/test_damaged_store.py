@@ -74,7 +74,9 @@ def _metrics_json(points: dict[str, object]) -> bytes:
 
 
 #: damage -> (what to do to the store, the commands that read the damaged path, that path).
-#: ``list jobs`` reads each run's metadata, status and sources (its STATUS, STARTED, COMPONENT).
+#: ``list jobs`` reads the catalog and, for runs whose component the catalog does not name (no
+#: launch record here), their metadata and status records; never their links, which it does
+#: not show.
 DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
     "directory_record": (
         lambda root: _mkdir(run_dir(root) / "metadata" / BAD),
@@ -121,7 +123,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
         lambda root: _write(
             run_dir(root) / "sources" / encode_run_id("local_cwd://torchx/other"), b"\xff\xfe\n"
         ),
-        {"lineage", "jobs"},
+        {"lineage"},
     ),
     "symlink_loop_record": (
         lambda root: _link_loop(run_dir(root) / "artifacts" / BAD),
@@ -137,7 +139,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], set[str]]] = {
     ),
     "fifo_link_file": (
         lambda root: _fifo(run_dir(root) / "sources" / encode_run_id("local_cwd://torchx/f")),
-        {"lineage", "jobs"},
+        {"lineage"},
     ),
 }
 

@@ -300,11 +300,11 @@ def test_run_listing_skips_the_catalog_segments(make_s3_tracker: Callable[..., A
     assert requests.ops == ["ListObjectsV2"]
 
 
-def _list_jobs_status(tracker: Any) -> list[dict[str, Any]]:
-    """What ``torchx tracker list jobs --status`` prints as JSON, through the command's code."""
+def _list_jobs_status(tracker: Any, *, status: bool = True) -> list[dict[str, Any]]:
+    """What ``torchx tracker list jobs [--status]`` prints as JSON, through the command's code."""
     from launcher_plugin.cli.cmd_tracker import list_jobs
 
-    output = list_jobs(tracker, argparse.Namespace(parent_run_id=None, status=True))
+    output = list_jobs(tracker, argparse.Namespace(parent_run_id=None, status=status))
     data: list[dict[str, Any]] = output.data
     return data
 
@@ -312,14 +312,29 @@ def _list_jobs_status(tracker: Any) -> list[dict[str, Any]]:
 JOBS = 1000
 
 
-def test_list_jobs_status_over_1000_runs_in_at_most_ten_requests(own_bucket: Store) -> None:
+def _launched_at(i: int) -> str:
+    return f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}+00:00"
+
+
+def test_list_jobs_with_and_without_status_over_1000_runs_in_at_most_ten_requests(
+    own_bucket: Store,
+) -> None:
+    """Both read the catalog only: status, and (plain ``list jobs``) the start and component
+    the launch records put there, not each run's own records."""
+
     def make_s3_tracker() -> Any:
         return _store_at(own_bucket)
 
     writer = make_s3_tracker()
     runs = [chain(i) for i in range(JOBS)]
+
+    def launch_and_end(i: int) -> None:
+        launch = {"launch.component": f"dist.ddp-{i % 3}", "launch.time": _launched_at(i)}
+        writer.add_metadata(runs[i], **launch)
+        writer.set_status(runs[i], _final(i))
+
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: writer.set_status(runs[i], _final(i)), range(JOBS)))
+        list(pool.map(launch_and_end, range(JOBS)))
     expected = [
         {"run_id": run, "status": _final(i), "scheduler": "-"} for i, run in enumerate(runs)
     ]
@@ -327,6 +342,19 @@ def test_list_jobs_status_over_1000_runs_in_at_most_ten_requests(own_bucket: Sto
     reader = make_s3_tracker()
     requests = Requests(reader)
     assert _list_jobs_status(reader) == expected
+    assert len(requests.ops) <= 10, requests.ops
+    plain = [
+        {
+            "run_id": runs[i],
+            "status": _final(i),
+            "start_time": _launched_at(i),
+            "component": f"dist.ddp-{i % 3}",
+        }
+        for i in reversed(range(JOBS))  # newest first
+    ]
+    reader = make_s3_tracker()
+    requests = Requests(reader)
+    assert _list_jobs_status(reader, status=False) == plain
     assert len(requests.ops) <= 10, requests.ops
     # Writers go on: segments below the merge threshold are read as they are, still few reads.
     for i in range(MERGE_SEGMENTS_AT // 2):

@@ -8,17 +8,21 @@ name there as a run id)::
 
 Each holds ``{"version": 1, "runs": {run_id: entry}}`` where an entry has any of ``status``
 (``[status, record name]``: the newest record name wins), ``start`` (seconds; the earliest
-wins) and ``sources`` (``[[source id, artifact name or null], ...]``: a union). Merging is
-idempotent and order-free, so a segment merged twice, or by two compactors, changes nothing.
+wins), ``sources`` (``[[source id, artifact name or null], ...]``: a union) and ``component``
+(``[component, record name]``, the launch record's :data:`COMPONENT_KEY`; the newest wins).
+Merging is idempotent and order-free, so a segment merged twice, or by two compactors, changes
+nothing. A reader that does not know a key ignores it (an older release merging segments drops
+``component``: its runs then show their component from their own metadata, read per run).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from trackers.ids import record_sort_key
 from trackers.types import RUN_STATUSES, LinkedRun, RunStatus
@@ -28,6 +32,11 @@ logger: logging.Logger = logging.getLogger(__name__)
 CATALOG = ".catalog"
 SEGMENT_PREFIX = ".catalog-"
 CATALOG_VERSION = 1
+#: The launch record's keys (``launcher_plugin.launch_record``) the catalog keeps per run, so
+#: ``torchx tracker list jobs`` shows every run's component and start from the catalog alone:
+#: the component, and the launch time as the run's start (the earliest start wins).
+COMPONENT_KEY = "launch.component"
+LAUNCH_TIME_KEY = "launch.time"
 #: A reader that finds more segments than this merges them into ``.catalog``. Every pending
 #: segment is one more GET for each reader until then, so this bounds a read of the catalog to
 #: a listing and at most 7 GETs (``torchx tracker list jobs --status`` over 1000 runs on S3 in
@@ -44,16 +53,14 @@ class CatalogEntry:
     status: tuple[RunStatus, str] | None = None
     start: float | None = None
     sources: dict[LinkedRun, None] = field(default_factory=dict)
+    component: tuple[str, str] | None = None
 
     def merge(self, other: CatalogEntry) -> None:
-        if other.status is not None and (
-            self.status is None
-            or record_sort_key(other.status[1]) > record_sort_key(self.status[1])
-        ):
-            self.status = other.status
+        self.status = _newest(self.status, other.status)
         if other.start is not None and (self.start is None or other.start < self.start):
             self.start = other.start
         self.sources.update(other.sources)
+        self.component = _newest(self.component, other.component)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -63,6 +70,8 @@ class CatalogEntry:
             out["start"] = self.start
         if self.sources:
             out["sources"] = [[s.run_id, s.artifact_name] for s in self.sources]
+        if self.component is not None:
+            out["component"] = list(self.component)
         return out
 
     @classmethod
@@ -83,7 +92,52 @@ class CatalogEntry:
             if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
                 name = item[1] if isinstance(item[1], str) else None
                 entry.sources[LinkedRun(item[0], name)] = None
+        component = data.get("component")
+        if (
+            isinstance(component, list)
+            and len(component) == 2
+            and all(isinstance(part, str) for part in component)
+        ):
+            entry.component = (component[0], component[1])
         return entry
+
+
+def parse_iso_time(value: object) -> float | None:
+    """Seconds since the epoch from an ISO 8601 text (``launch.time``; UTC where it names no
+    zone), else ``None``."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def launch_entry(metadata: Mapping[str, object], record: str) -> CatalogEntry | None:
+    """The catalog entry a metadata record named ``record`` adds when it is a launch record
+    (it holds :data:`COMPONENT_KEY`), else ``None``."""
+    component = metadata.get(COMPONENT_KEY)
+    if not isinstance(component, str):
+        return None
+    return CatalogEntry(
+        start=parse_iso_time(metadata.get(LAUNCH_TIME_KEY)), component=(component, record)
+    )
+
+
+_Named = TypeVar("_Named", tuple[RunStatus, str], tuple[str, str])
+
+
+def _newest(mine: _Named | None, other: _Named | None) -> _Named | None:
+    """Of two ``(value, record name)`` pairs the one with the newer record name (last write
+    wins, whichever order segments are merged in)."""
+    if other is None:
+        return mine
+    if mine is None or record_sort_key(other[1]) > record_sort_key(mine[1]):
+        return other
+    return mine
 
 
 @dataclass

@@ -80,6 +80,7 @@ from trackers.backends.catalog import (
     Catalog,
     CatalogEntry,
     CatalogGraph,
+    launch_entry,
     segment,
 )
 from trackers.backends.link_memo import LinkListing, LinkMemo, Pairs
@@ -273,12 +274,15 @@ class RecordStoreTracker(LineageTracker):
         *,
         starts: bool = True,
         status: RunStatus | None = None,
+        launch: Mapping[str, object] | None = None,
         as_segment: bool = False,
         shared_with: Sequence[str] = (),
     ) -> str:
         """Write one record; also a catalog segment with ``catalog``, and with the run's start
-        the first time this object writes to a run (when the write ``starts`` it), and with the
-        ``status`` this record sets (named by the record, so the newest status wins).
+        the first time this object writes to a run (when the write ``starts`` it), with the
+        ``status`` this record sets (named by the record, so the newest status wins), and with
+        the component and launch time of ``launch``, metadata that may be a launch record
+        (:func:`~trackers.backends.catalog.launch_entry`).
 
         With ``as_segment`` the record is its own catalog segment (it carries the segment's
         ``version`` and ``runs``; the same bytes are stored as the segment), and with
@@ -296,6 +300,10 @@ class RecordStoreTracker(LineageTracker):
         if starts and run_id not in started:
             catalog = catalog or CatalogEntry()
             catalog.start = record_sort_key(name)[0] / 1e9 or None
+        launched = launch_entry(launch, name) if launch is not None else None
+        if launched is not None:
+            catalog = catalog or CatalogEntry()
+            catalog.merge(launched)
         record: dict[str, object] = {**payload, "origin": record_origin()}
         if as_segment:
             catalog = catalog or CatalogEntry()
@@ -569,11 +577,13 @@ class RecordStoreTracker(LineageTracker):
     def compact(self, run_id: str) -> None:
         """Write the run's snapshots (every category readers merge) from what is stored now,
         and its catalog entry as its records say (also what TorchX's own tracker wrote)."""
-        for category in (METADATA, ARTIFACTS, SUMMARY):
+        metadata = self._read_records(run_id, METADATA, compact=True)
+        for category in (ARTIFACTS, SUMMARY):
             self._read_records(run_id, category, compact=True)
         self._read_group(run_id, LINKS, (SOURCES, DESCENDANTS), compact=True)
         if self.has_run(run_id):
-            self._append_catalog(run_id, self._derive_entries(run_id, compact=True))
+            entries = self._derive_entries(run_id, compact=True, metadata=metadata)
+            self._append_catalog(run_id, entries)
 
     # --- the catalog (see trackers.backends.catalog) ---
     def _list_catalog(self) -> list[str]:
@@ -637,8 +647,15 @@ class RecordStoreTracker(LineageTracker):
             self._delete(merged)
             return True
 
-    def _derive_entry(self, run_id: str, *, compact: bool = False) -> CatalogEntry:
-        """A run's catalog entry from its own records (snapshots make this a few reads)."""
+    def _derive_entry(
+        self,
+        run_id: str,
+        *,
+        compact: bool = False,
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> CatalogEntry:
+        """A run's catalog entry from its own records (snapshots make this a few reads;
+        ``metadata``: the run's metadata records, when the caller has just read them)."""
         entry = CatalogEntry()
         records = self._read_records(run_id, STATUS, compact=compact)
         for record in records:
@@ -648,12 +665,27 @@ class RecordStoreTracker(LineageTracker):
         if records:
             entry.start = record_sort_key(posixpath.basename(records[0]["_key"]))[0] / 1e9 or None
         entry.sources = dict.fromkeys(dedupe_links(self._source_links(run_id)))
+        if metadata is None:
+            metadata = self._read_records(run_id, METADATA, compact=compact)
+        for record in metadata:
+            values = record.get("metadata")
+            launched = None
+            if isinstance(values, dict):
+                launched = launch_entry(values, posixpath.basename(record["_key"]))
+            if launched is not None:
+                entry.merge(launched)
         return entry
 
-    def _derive_entries(self, run_id: str, *, compact: bool = False) -> dict[str, CatalogEntry]:
+    def _derive_entries(
+        self,
+        run_id: str,
+        *,
+        compact: bool = False,
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> dict[str, CatalogEntry]:
         """:meth:`_derive_entry`, plus the edges only the run's own descendant links hold (TorchX
         appends to the parent's ``descendants/`` file but overwrites the child's ``sources/``)."""
-        entries = {run_id: self._derive_entry(run_id, compact=compact)}
+        entries = {run_id: self._derive_entry(run_id, compact=compact, metadata=metadata)}
         for child in dedupe_links(self._descendant_links(run_id)):
             edge = LinkedRun(run_id, child.artifact_name)
             entries.setdefault(child.run_id, CatalogEntry()).sources[edge] = None
@@ -695,8 +727,11 @@ class RecordStoreTracker(LineageTracker):
                 self._store_derived("store catalog entries", write)
         return catalog
 
+    runs_summary_is_cheap = True
+
     def runs_summary(self, run_ids: Iterable[str] | None = None) -> list[RunSummary]:
-        """Status, start and parents of runs from the catalog (a few reads for the store).
+        """Status, start, parents and component of runs from the catalog (a few reads for the
+        store).
 
         Runs the catalog lacks (written by TorchX's own tracker or an older version of ours)
         are read one by one once, and their entries stored for the next reader.
@@ -707,7 +742,9 @@ class RecordStoreTracker(LineageTracker):
         for run in ids:
             entry = runs.get(run, CatalogEntry())
             status = entry.status[0] if entry.status is not None else None
-            out.append(RunSummary(run, status, entry.start, tuple(dedupe_links(entry.sources))))
+            component = entry.component[0] if entry.component is not None else None
+            parents = tuple(dedupe_links(entry.sources))
+            out.append(RunSummary(run, status, entry.start, parents, component))
         return out
 
     def lineage(
@@ -731,7 +768,7 @@ class RecordStoreTracker(LineageTracker):
 
     # --- metadata and artifacts ---
     def add_metadata(self, run_id: str, **kwargs: object) -> None:
-        self._write_record(run_id, METADATA, {"metadata": kwargs})
+        self._write_record(run_id, METADATA, {"metadata": kwargs}, launch=kwargs)
 
     def metadata(self, run_id: str) -> Mapping[str, object]:
         return self._merged(run_id, METADATA, "metadata")
