@@ -346,6 +346,7 @@ class Bench:
         writer = self.ours(store)
 
         def write(i: int) -> None:
+            writer.add_metadata(rid("job", i), **launch_record(i))  # what `torchx run` writes
             writer.set_status(rid("job", i), "RUNNING")
             writer.set_status(rid("job", i), "FAILED" if i % 7 == 0 else "SUCCEEDED")
 
@@ -496,6 +497,45 @@ class Bench:
         row.verdict = _verdict(count <= 10)
         self.rows.append(row)
 
+    def list_jobs_plain_row(self, store: Store, statuses: dict[str, str | None]) -> None:
+        """Plain ``list jobs`` (status, start, component) of launched runs: from the catalog,
+        against reading each run's row on its own, as the command did before the catalog kept
+        components (timed once: ~9 requests a run)."""
+        from launcher_plugin.ui.data import read_row
+
+        def read(tracker: Any) -> list[tuple[str, str | None, str | None]]:
+            rows = _list_jobs_status(tracker, status=False)
+            return sorted((r["run_id"], r["status"], r["component"]) for r in rows)
+
+        expected = sorted(
+            (run, s, launch_record(i)["launch.component"])
+            for i, (run, s) in enumerate(sorted(statuses.items()))
+        )
+        found = self.first_read(store, "list jobs", read)
+        expect(found == expected, "list jobs: wrong rows (first read)")
+        row = Row(f"list jobs over {len(statuses)} launched runs", store=store.written_by)
+        row.target = "<= 10 req"
+        times, count, found = self.timed_ours(store, read)
+        expect(found == expected, "list jobs: wrong rows")
+        row.samples[OURS], row.requests[OURS] = times, count
+        row.note[TORCHX] = "n/a (no status)"
+        row.verdict = _verdict(count <= 10)
+        self.rows.append(row)
+        saved, self.repeats = self.repeats, 1
+        try:
+            per_run, per_run_count, rows = self.timed_ours(
+                store, lambda t: [read_row(t, run) for run in sorted(statuses)]
+            )
+        finally:
+            self.repeats = saved
+        expect(len(rows) == len(statuses), "list jobs, per run: wrong row count")
+        self.notes.append(
+            f"list jobs over {len(statuses)} launched runs, each run's row read on its own (the "
+            f"command before the catalog kept components): {per_run[0]:.2f} s, "
+            f"{per_run_count} requests; from the catalog {statistics.median(times):.3f} s "
+            f"({per_run[0] / statistics.median(times):.0f}x)"
+        )
+
     def lineage_row(
         self, store: Store, endpoint: str, label: str, run: str, counts: list[int], limit: float
     ) -> None:
@@ -537,6 +577,7 @@ class Bench:
             rid("job", i): "FAILED" if i % 7 == 0 else "SUCCEEDED" for i in range(self.jobs)
         }
         self.list_jobs_row(jobs_ours, ours_status)
+        self.list_jobs_plain_row(jobs_ours, ours_status)
         self.list_jobs_row(jobs_torchx, dict.fromkeys(job_runs))
         middle = self.chain // 2
         self.lineage_row(
@@ -615,11 +656,19 @@ def _normalized(objects: dict[str, bytes]) -> list[tuple[str, bytes]]:
     return sorted(out)
 
 
-def _list_jobs_status(tracker: Any) -> list[dict[str, Any]]:
-    """``torchx tracker list jobs --status`` as JSON rows, through the command's own code."""
+def launch_record(i: int) -> dict[str, str]:
+    """The launch record's keys the catalog keeps, for job ``i``."""
+    return {
+        "launch.component": f"dist.ddp-{i % 5}",
+        "launch.time": f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}+00:00",
+    }
+
+
+def _list_jobs_status(tracker: Any, *, status: bool = True) -> list[dict[str, Any]]:
+    """``torchx tracker list jobs [--status]`` as JSON rows, through the command's own code."""
     from launcher_plugin.cli.cmd_tracker import list_jobs
 
-    output = list_jobs(tracker, argparse.Namespace(parent_run_id=None, status=True))
+    output = list_jobs(tracker, argparse.Namespace(parent_run_id=None, status=status))
     data: list[dict[str, Any]] = output.data
     return data
 

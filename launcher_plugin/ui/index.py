@@ -1,8 +1,8 @@
 """The runs table's rows: the store's catalog in the background, each run's own records as needed.
 
-A row has two parts. Status, start and parents of every run come from one
-:meth:`~trackers.api.LineageTracker.runs_summary` (the record stores' catalog: a few requests
-for the whole store when its segments are merged). Component, user, scheduler and duration come
+A row has two parts. Status, start, parents and (for launched runs) component of every run come
+from one :meth:`~trackers.api.LineageTracker.runs_summary` (the record stores' catalog: a few
+requests for the whole store when its segments are merged). User, scheduler and duration come
 from the run's own records (:func:`~launcher_plugin.ui.data.read_row`: its launch record and its
 status history), a few requests per run.
 
@@ -10,7 +10,7 @@ So a page never waits for the whole store. The run ids come from one listing; th
 sorted and filtered over what is known so far (catalog rows, rows read; runs known by id only go
 last, by id), and only the rows of the page shown are read on the spot, concurrently, in a
 bounded thread pool. A background thread loads the catalog and then reads every other run's row
-in a second pool, so sorting by component or duration covers every run once it is done; the
+in a second pool, so sorting by user or duration covers every run once it is done; the
 page says how far it has got and asks again until then. Pages go first: the background starts
 once the first page has been served (or when none was asked for within
 :data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows are being read. (A
