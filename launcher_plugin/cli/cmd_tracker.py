@@ -133,8 +133,9 @@ def list_jobs(tracker: TrackerBase, args: argparse.Namespace) -> Output:
 def _job_rows(tracker: TrackerBase, ids: Sequence[str]) -> list[RunRow]:
     """Each run's status, start and component: from the store's catalog (a few reads for the
     whole store) where it names the run's component, else from the run's own records (its
-    launch record, status history and sources: a few reads per run). Runs without a launch
-    record, or launched before the catalog kept components, take the second way."""
+    launch record and status history, and its sources where the store has no catalog: a few
+    reads per run). Runs without a launch record, or launched before the catalog kept
+    components, take the second way."""
     summaries = {}
     if isinstance(tracker, LineageTracker) and tracker.runs_summary_is_cheap:
         summaries = {s.run_id: s for s in tracker.runs_summary(ids)}
