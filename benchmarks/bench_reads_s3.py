@@ -481,21 +481,29 @@ class Bench:
         row.verdict = _verdict(count == pages)
         self.rows.append(row)
 
-    def list_jobs_row(self, store: Store, statuses: dict[str, str | None]) -> None:
-        def read(tracker: Any) -> list[tuple[str, str | None]]:
-            return [(r["run_id"], r["status"]) for r in _list_jobs_status(tracker)]
-
-        expected = sorted(statuses.items())
-        found = self.first_read(store, "list jobs --status", read)
-        expect(found == expected, "list jobs --status: wrong statuses (first read)")
-        row = Row(f"list jobs --status over {len(statuses)} runs", store=store.written_by)
+    def catalog_row(
+        self, store: Store, what: str, label: str, read: Callable[[Any], Any], expected: Any
+    ) -> list[float]:
+        """A row of a command that reads the catalog (``what``: its name in the notes):
+        checked on the first read and every timed one, at most 10 requests; its times."""
+        found = self.first_read(store, what, read)
+        expect(found == expected, f"{what}: wrong rows (first read)")
+        row = Row(label, store=store.written_by)
         row.target = "<= 10 req"
         times, count, found = self.timed_ours(store, read)
-        expect(found == expected, "list jobs --status: wrong statuses")
+        expect(found == expected, f"{what}: wrong rows")
         row.samples[OURS], row.requests[OURS] = times, count
         row.note[TORCHX] = "n/a (no status)"
         row.verdict = _verdict(count <= 10)
         self.rows.append(row)
+        return times
+
+    def list_jobs_row(self, store: Store, statuses: dict[str, str | None]) -> None:
+        def read(tracker: Any) -> list[tuple[str, str | None]]:
+            return [(r["run_id"], r["status"]) for r in _list_jobs_status(tracker)]
+
+        label = f"list jobs --status over {len(statuses)} runs"
+        self.catalog_row(store, "list jobs --status", label, read, sorted(statuses.items()))
 
     def list_jobs_plain_row(self, store: Store, statuses: dict[str, str | None]) -> None:
         """Plain ``list jobs`` (status, start, component) of launched runs: from the catalog,
@@ -511,16 +519,8 @@ class Bench:
             (run, s, launch_record(i)["launch.component"])
             for i, (run, s) in enumerate(sorted(statuses.items()))
         )
-        found = self.first_read(store, "list jobs", read)
-        expect(found == expected, "list jobs: wrong rows (first read)")
-        row = Row(f"list jobs over {len(statuses)} launched runs", store=store.written_by)
-        row.target = "<= 10 req"
-        times, count, found = self.timed_ours(store, read)
-        expect(found == expected, "list jobs: wrong rows")
-        row.samples[OURS], row.requests[OURS] = times, count
-        row.note[TORCHX] = "n/a (no status)"
-        row.verdict = _verdict(count <= 10)
-        self.rows.append(row)
+        label = f"list jobs over {len(statuses)} launched runs"
+        times = self.catalog_row(store, "list jobs", label, read, expected)
         saved, self.repeats = self.repeats, 1
         try:
             per_run, per_run_count, rows = self.timed_ours(
