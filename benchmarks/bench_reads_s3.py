@@ -38,6 +38,7 @@ Run from the repository root (full: ~18 minutes on the shared 2-core machine, 6 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -536,6 +537,54 @@ class Bench:
             f"({per_run[0] / statistics.median(times):.0f}x)"
         )
 
+    def ui_page_row(self, store: Store, statuses: dict[str, str | None]) -> None:
+        """A page of the web view's runs table: 50 ended launched runs no page has read yet,
+        with the catalog load it rests on (done once per minute for every page), against the
+        same catalog load and each row read on its own, :data:`PAGE_WORKERS` at once (what a
+        page did before the catalog kept users and final status times; timed once)."""
+        from launcher_plugin.ui.data import make_read_only, read_row
+        from launcher_plugin.ui.index import PAGE_WORKERS, RunIndex
+
+        order = sorted(statuses)
+        page = order[:PAGE]
+
+        def row_values(rows: Any) -> list[tuple[Any, ...]]:
+            return sorted((r.run_id, r.status, r.component, r.user, r.duration) for r in rows)
+
+        def served(tracker: Any) -> list[tuple[Any, ...]]:
+            index = RunIndex(make_read_only(tracker), contextlib.nullcontext())
+            try:
+                index._load_summaries()  # the background's first step
+                return row_values(index.rows(page))
+            finally:
+                index.stop()
+
+        def read_each(tracker: Any) -> list[tuple[Any, ...]]:
+            reader = make_read_only(tracker)
+            summaries = {s.run_id: s for s in reader.runs_summary()}
+            with ThreadPoolExecutor(PAGE_WORKERS) as pool:
+                rows = pool.map(lambda run: read_row(reader, run, summaries[run]), page)
+                return row_values(rows)
+
+        saved, self.repeats = self.repeats, 1
+        try:
+            per_run, per_run_count, expected = self.timed_ours(store, read_each)
+        finally:
+            self.repeats = saved
+        users = {run: launch_record(i)["launch.user"] for i, run in enumerate(order)}
+        expect(
+            [(v[0], v[1], v[3]) for v in expected] == [(r, statuses[r], users[r]) for r in page],
+            "web view page, per run: wrong rows",
+        )
+        label = f"web view page of {PAGE} ended runs, catalog of {len(statuses)} loaded"
+        times = self.catalog_row(store, "web view page", label, served, expected)
+        self.notes.append(
+            f"web view page of {PAGE} ended runs, catalog loaded and each row read on its own "
+            f"({PAGE_WORKERS} at once; a page before the catalog kept users): {per_run[0]:.2f} s, "
+            f"{per_run_count} requests; catalog load and page {statistics.median(times):.3f} s "
+            f"({per_run[0] / statistics.median(times):.0f}x)"
+        )
+
     def lineage_row(
         self, store: Store, endpoint: str, label: str, run: str, counts: list[int], limit: float
     ) -> None:
@@ -578,6 +627,7 @@ class Bench:
         }
         self.list_jobs_row(jobs_ours, ours_status)
         self.list_jobs_plain_row(jobs_ours, ours_status)
+        self.ui_page_row(jobs_ours, ours_status)
         self.list_jobs_row(jobs_torchx, dict.fromkeys(job_runs))
         middle = self.chain // 2
         self.lineage_row(
@@ -656,11 +706,16 @@ def _normalized(objects: dict[str, bytes]) -> list[tuple[str, bytes]]:
     return sorted(out)
 
 
+#: Rows of a web view page (its default ``limit``).
+PAGE = 50
+
+
 def launch_record(i: int) -> dict[str, str]:
     """The launch record's keys the catalog keeps, for job ``i``."""
     return {
         "launch.component": f"dist.ddp-{i % 5}",
         "launch.time": f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}+00:00",
+        "launch.user": f"user-{i % 3}",
     }
 
 

@@ -52,6 +52,15 @@ class RunSummary:
     #: ``launch.component``) where the summary keeps it; ``None`` where it does not (no launch
     #: record, or a store written before the catalog kept it): the run's metadata then tells.
     component: str | None = None
+    #: Who launched the run (``launch.user``, the newest record setting it), where the summary
+    #: keeps it; see :attr:`launch_known`.
+    user: str | None = None
+    #: Whether :attr:`component` and :attr:`user` are the run's launch record as the summary
+    #: keeps it (a ``None`` user then means the record names none). ``False``: no launch
+    #: record, or one kept before the summary held users; the run's metadata tells.
+    launch_known: bool = False
+    #: Seconds since the epoch when :attr:`status` was recorded, ``None`` where unknown.
+    status_time: float | None = None
 
 
 class LineageTracker(TrackerBase):

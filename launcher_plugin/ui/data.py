@@ -10,10 +10,13 @@ The view must not change the store it shows: :func:`make_read_only` turns off wh
 record-store readers would otherwise write while reading (snapshots, catalog entries, catalog
 merges, S3's read cache), so browsing leaves every object as it was.
 
-A **runs table row** is the catalog's part (status, start, parents: one
-:meth:`~trackers.api.LineageTracker.runs_summary` for the whole store) plus what only the run's
-own records hold: the launch record (component, user, scheduler; one metadata read) and the time
-of its final status (duration; one :meth:`~trackers.api.LineageTracker.status_history` read).
+A **runs table row** is the catalog's part (status and its time, start, parents, and the launch
+record's component and user: one :meth:`~trackers.api.LineageTracker.runs_summary` for the whole
+store) plus what only the run's own records hold: its damaged records, and for runs the catalog
+has no launch record of (not launched through the plugin, or launched by a release whose catalog
+did not keep users) the launch record itself (one metadata read) and the status history (one
+:meth:`~trackers.api.LineageTracker.status_history` read). :func:`read_row` reads all of it;
+:func:`summary_row` is the catalog's part alone.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "RunRow",
     "compare_metadata",
     "damaged_for",
+    "final_in_catalog",
     "has_run",
     "lineage_graph",
     "make_read_only",
@@ -221,17 +225,30 @@ def read_row(tracker: TrackerBase, run_id: str, summary: RunSummary | None = Non
 
 
 def summary_row(summary: RunSummary) -> RunRow:
-    """A row with only what the catalog knows (status, start, parents, component), shown and
-    sorted until the run's own records are read."""
+    """A row with only what the catalog knows (status and its time, start, parents, component,
+    user), shown and sorted until the run's own records are read; all of the row but its
+    damaged records where the run ended and the catalog keeps its launch record
+    (:func:`final_in_catalog`)."""
     scheduler = summary.run_id.split("://", 1)[0] if "://" in summary.run_id else None
+    ended = summary.status in TERMINAL
     return RunRow(
         run_id=summary.run_id,
         status=summary.status,
         start_time=summary.start_time,
+        end_time=summary.status_time if ended else None,
         scheduler=scheduler,
-        component=summary.component,
+        component=_text(summary.component),
+        user=_text(summary.user),
         parents=_unique(link.run_id for link in summary.parents),
+        read_at=time.monotonic(),
     )
+
+
+def final_in_catalog(summary: RunSummary | None) -> bool:
+    """Whether ``summary`` holds the run's whole row (:func:`summary_row` equals
+    :func:`read_row` but for damaged records): the run ended, so its status and times no
+    longer change, and the catalog keeps its launch record's component and user."""
+    return summary is not None and summary.launch_known and summary.status in TERMINAL
 
 
 def _links(tracker: TrackerBase, links: Iterable[tuple[str, str | None]]) -> list[object]:

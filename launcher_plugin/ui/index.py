@@ -1,19 +1,23 @@
 """The runs table's rows: the store's catalog in the background, each run's own records as needed.
 
-A row has two parts. Status, start, parents and (for launched runs) component of every run come
-from one :meth:`~trackers.api.LineageTracker.runs_summary` (the record stores' catalog: a few
-requests for the whole store when its segments are merged). User, scheduler and duration come
-from the run's own records (:func:`~launcher_plugin.ui.data.read_row`: its launch record and its
-status history), a few requests per run.
+A row has two parts. Status, start, duration, parents and (for launched runs) component and user
+of every run come from one :meth:`~trackers.api.LineageTracker.runs_summary` (the record stores'
+catalog: a few requests for the whole store when its segments are merged). The run's own records
+(:func:`~launcher_plugin.ui.data.read_row`: its launch record and its status history, a few
+requests per run) add its damaged records, and what the catalog lacks for runs not launched
+through the plugin or launched by a release whose catalog kept no users. Once the catalog is
+loaded, a page shows the catalog's row of an ended run it holds whole without reading the run
+(:func:`~launcher_plugin.ui.data.final_in_catalog`; the background still reads it, for its
+damaged records); runs still going are read, as their status changes.
 
 So a page never waits for the whole store. The run ids come from one listing; the table is
 sorted and filtered over what is known so far (catalog rows, rows read; runs known by id only go
 last, by id), and only the rows of the page shown are read on the spot, concurrently, in a
 bounded thread pool. A background thread loads the catalog and then reads every other run's row
-in a second pool, so sorting by user or duration covers every run once it is done; the
-page says how far it has got and asks again until then. Pages go first: the background starts
-once the first page has been served (or when none was asked for within
-:data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows are being read. (A
+in a second pool, so sorting by user or duration also covers the runs the catalog lacks them
+for once it is done; the page says how far it has got and asks again until then. Pages go
+first: the background starts once the first page has been served (or when none was asked for
+within :data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows are being read. (A
 catalog nobody merged is ~3 objects per run; loading it beside the first page made that page
 wait for the store's every segment.)
 
@@ -35,7 +39,14 @@ from dataclasses import dataclass
 
 from torchx.tracker.api import TrackerBase
 
-from launcher_plugin.ui.data import TERMINAL, RunRow, describe_error, read_row, summary_row
+from launcher_plugin.ui.data import (
+    TERMINAL,
+    RunRow,
+    describe_error,
+    final_in_catalog,
+    read_row,
+    summary_row,
+)
 from trackers.api import LineageTracker, RunSummary
 
 __all__ = ["PAGE_WORKERS", "SORT_KEYS", "STATUS_FILTERS", "RunIndex", "RunsQuery", "read_gate"]
@@ -218,9 +229,17 @@ class RunIndex:
             return row
         return None
 
-    def _submit(self, run_id: str, pool: ThreadPoolExecutor) -> Future[RunRow]:
-        """The read of the run's row: done already, under way, or started now in ``pool``."""
+    def _submit(
+        self, run_id: str, pool: ThreadPoolExecutor, *, catalog: bool = False
+    ) -> Future[RunRow]:
+        """The read of the run's row: done already, under way, or started now in ``pool``.
+        With ``catalog``, the catalog's row of an ended run it holds whole
+        (:func:`~launcher_plugin.ui.data.final_in_catalog`) counts as done."""
         done = self._current(run_id)
+        if done is None and catalog:
+            summary = self._summaries.get(run_id)
+            if summary is not None and final_in_catalog(summary):
+                done = summary_row(summary)
         if done is not None:
             finished: Future[RunRow] = Future()
             finished.set_result(done)
@@ -247,7 +266,7 @@ class RunIndex:
         with self._quiet:
             self._pages += 1
         try:
-            futures = [self._submit(run_id, self._page_pool) for run_id in run_ids]
+            futures = [self._submit(r, self._page_pool, catalog=True) for r in run_ids]
             return [f.result() for f in futures]
         finally:
             with self._quiet:

@@ -8,11 +8,14 @@ name there as a run id)::
 
 Each holds ``{"version": 1, "runs": {run_id: entry}}`` where an entry has any of ``status``
 (``[status, record name]``: the newest record name wins), ``start`` (seconds; the earliest
-wins), ``sources`` (``[[source id, artifact name or null], ...]``: a union) and ``component``
-(``[component, record name]``, the launch record's :data:`COMPONENT_KEY`; the newest wins).
-Merging is idempotent and order-free, so a segment merged twice, or by two compactors, changes
-nothing. A reader that does not know a key ignores it (an older release merging segments drops
-``component``: its runs then show their component from their own metadata, read per run).
+wins), ``sources`` (``[[source id, artifact name or null], ...]``: a union), ``component``
+(``[component, record name]``, the launch record's :data:`COMPONENT_KEY`; the newest wins) and
+``user`` (``[user or null, record name]``, :data:`USER_KEY`; the newest wins; written with every
+launch record, null where it names no user, so its presence says the entry was written by a
+release that keeps it). Merging is idempotent and order-free, so a segment merged twice, or by
+two compactors, changes nothing. A reader that does not know a key ignores it (an older release
+merging segments drops ``component`` and ``user``: its runs then show them from their own
+metadata, read per run).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ CATALOG_VERSION = 1
 #: the component, and the launch time as the run's start (the earliest start wins).
 COMPONENT_KEY = "launch.component"
 LAUNCH_TIME_KEY = "launch.time"
+#: ... and who launched it, so the web view's rows of ended runs need no read of their own.
+USER_KEY = "launch.user"
 #: A reader that finds more segments than this merges them into ``.catalog``. Every pending
 #: segment is one more GET for each reader until then, so this bounds a read of the catalog to
 #: a listing and at most 7 GETs (``torchx tracker list jobs --status`` over 1000 runs on S3 in
@@ -54,6 +59,9 @@ class CatalogEntry:
     start: float | None = None
     sources: dict[LinkedRun, None] = field(default_factory=dict)
     component: tuple[str, str] | None = None
+    #: ``(user or None, record name)``; ``None``: not known (no launch record, or an entry
+    #: written before the catalog kept users).
+    user: tuple[str | None, str] | None = None
 
     def merge(self, other: CatalogEntry) -> None:
         self.status = _newest(self.status, other.status)
@@ -61,6 +69,7 @@ class CatalogEntry:
             self.start = other.start
         self.sources.update(other.sources)
         self.component = _newest(self.component, other.component)
+        self.user = _newest(self.user, other.user)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -72,6 +81,8 @@ class CatalogEntry:
             out["sources"] = [[s.run_id, s.artifact_name] for s in self.sources]
         if self.component is not None:
             out["component"] = list(self.component)
+        if self.user is not None:
+            out["user"] = list(self.user)
         return out
 
     @classmethod
@@ -99,6 +110,14 @@ class CatalogEntry:
             and all(isinstance(part, str) for part in component)
         ):
             entry.component = (component[0], component[1])
+        user = data.get("user")
+        if (
+            isinstance(user, list)
+            and len(user) == 2
+            and (user[0] is None or isinstance(user[0], str))
+            and isinstance(user[1], str)
+        ):
+            entry.user = (user[0], user[1])
         return entry
 
 
@@ -117,17 +136,26 @@ def parse_iso_time(value: object) -> float | None:
 
 
 def launch_entry(metadata: Mapping[str, object], record: str) -> CatalogEntry | None:
-    """The catalog entry a metadata record named ``record`` adds when it is a launch record
-    (it holds :data:`COMPONENT_KEY`), else ``None``."""
+    """The catalog entry a metadata record named ``record`` adds: the component, start and
+    user of a launch record (it holds :data:`COMPONENT_KEY`; its user is ``None`` where it
+    names none), the user of any other record that sets :data:`USER_KEY` (a later write wins,
+    as in the run's merged metadata); else ``None``."""
     component = metadata.get(COMPONENT_KEY)
-    if not isinstance(component, str):
+    if USER_KEY in metadata or isinstance(component, str):
+        value = metadata.get(USER_KEY)
+        user = (value if isinstance(value, str) and value else None, record)
+    else:
         return None
+    if not isinstance(component, str):
+        return CatalogEntry(user=user)
     return CatalogEntry(
-        start=parse_iso_time(metadata.get(LAUNCH_TIME_KEY)), component=(component, record)
+        start=parse_iso_time(metadata.get(LAUNCH_TIME_KEY)),
+        component=(component, record),
+        user=user,
     )
 
 
-_Named = TypeVar("_Named", tuple[RunStatus, str], tuple[str, str])
+_Named = TypeVar("_Named", tuple[RunStatus, str], tuple[str, str], tuple[str | None, str])
 
 
 def _newest(mine: _Named | None, other: _Named | None) -> _Named | None:

@@ -730,8 +730,8 @@ class RecordStoreTracker(LineageTracker):
     runs_summary_is_cheap = True
 
     def runs_summary(self, run_ids: Iterable[str] | None = None) -> list[RunSummary]:
-        """Status, start, parents and component of runs from the catalog (a few reads for the
-        store).
+        """Status (and its time), start, parents, component and user of runs from the catalog
+        (a few reads for the store).
 
         Runs the catalog lacks (written by TorchX's own tracker or an older version of ours)
         are read one by one once, and their entries stored for the next reader.
@@ -741,10 +741,22 @@ class RecordStoreTracker(LineageTracker):
         out = []
         for run in ids:
             entry = runs.get(run, CatalogEntry())
-            status = entry.status[0] if entry.status is not None else None
-            component = entry.component[0] if entry.component is not None else None
-            parents = tuple(dedupe_links(entry.sources))
-            out.append(RunSummary(run, status, entry.start, parents, component))
+            status, status_time = None, None
+            if entry.status is not None:
+                status = entry.status[0]
+                status_time = record_sort_key(entry.status[1])[0] / 1e9 or None
+            out.append(
+                RunSummary(
+                    run,
+                    status,
+                    entry.start,
+                    tuple(dedupe_links(entry.sources)),
+                    component=entry.component[0] if entry.component is not None else None,
+                    user=entry.user[0] if entry.user is not None else None,
+                    launch_known=entry.component is not None and entry.user is not None,
+                    status_time=status_time,
+                )
+            )
         return out
 
     def lineage(
