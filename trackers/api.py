@@ -190,6 +190,14 @@ class LineageTracker(TrackerBase):
             for run in ids
         ]
 
+    def stored_runs_summary(self) -> list[RunSummary] | None:
+        """:meth:`runs_summary` of the runs a stored summary holds, where reading it as it is
+        stored takes a few requests (the record stores: their catalog once merged), else
+        ``None`` (the default: there is no such summary). Runs it lacks are left out, not
+        read; nothing is written. For a first look at a store (the web view's first page)
+        that must not wait for a read per run."""
+        return None
+
     def status_history(self, run_id: str) -> list[tuple[float | None, str]]:
         """Every recorded state of the run, oldest first: ``(seconds since the epoch, status)``.
 

@@ -13,9 +13,13 @@ damaged records); runs still going are read, as their status changes.
 So a page never waits for the whole store. The run ids come from one listing; the table is
 sorted and filtered over what is known so far (catalog rows, rows read; runs known by id only go
 last, by id), and only the rows of the page shown are read on the spot, concurrently, in a
-bounded thread pool. A background thread loads the catalog and then reads every other run's row
-in a second pool, so sorting by user or duration also covers the runs the catalog lacks them
-for once it is done; the page says how far it has got and asks again until then. Pages go
+bounded thread pool. The first page takes the catalog as stored where that is a few requests
+(:meth:`~trackers.api.LineageTracker.stored_runs_summary`: merged, few segments pending), so it
+too is sorted over every run the catalog holds. A background thread loads the catalog (deriving
+entries for runs it lacks) and then reads every other run's row in a second pool, those the
+catalog does not hold whole first, so sorting by user or duration also covers the runs the
+catalog lacks them for once it has read those; the page says how far it has got and asks again
+until then. Pages go
 first: the background starts once the first page has been served (or when none was asked for
 within :data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows are being read. (A
 catalog nobody merged is ~3 objects per run; loading it beside the first page made that page
@@ -136,6 +140,7 @@ class RunIndex:
         self.gate = gate
         self._rows: dict[str, RunRow] = {}
         self._summaries: dict[str, RunSummary] = {}
+        self._catalog_rows: dict[str, RunRow] = {}  # summary_row of each, made once a load
         self._summary_at = float("-inf")
         self._summary_error: str | None = None
         self._ids: list[str] = []
@@ -148,6 +153,8 @@ class RunIndex:
         self._pages = 0  # page reads under way; the background waits for none
         self._quiet = threading.Condition()
         self._listing = threading.Lock()  # one listing at a time
+        self._stored_lock = threading.Lock()
+        self._stored_tried = False
         self._page_pool = ThreadPoolExecutor(PAGE_WORKERS, thread_name_prefix="tracker-ui-page")
         self._fill_pool = ThreadPoolExecutor(FILL_WORKERS, thread_name_prefix="tracker-ui-fill")
         self._stop = threading.Event()
@@ -177,6 +184,8 @@ class RunIndex:
             if time.monotonic() - self._summary_at >= self.summary_ttl:
                 self._load_summaries()
             todo = [i for i in self.run_ids() if i not in self._rows]
+            # What sorting lacks first; rows the catalog holds whole are read for damage only.
+            todo.sort(key=lambda i: final_in_catalog(self._summaries.get(i)))
             for start in range(0, len(todo), FILL_WORKERS):
                 self._wait_for_pages()
                 if self._stop.is_set():
@@ -198,12 +207,20 @@ class RunIndex:
             return
         try:
             summaries = self.tracker.runs_summary()
-            self._summaries = {s.run_id: s for s in summaries}
+            with self._stored_lock:  # replaces a first page's stored summary, never the reverse
+                self._use_summaries(summaries)
+                self._summary_at = time.monotonic()
             self._summary_error = None
         except Exception as e:  # noqa: BLE001 - shown on the page; rows are still read one by one
             self._summary_error = describe_error(e)
             logger.warning("reading the store's catalog failed: %s", self._summary_error)
         self._summary_at = time.monotonic()
+
+    def _use_summaries(self, summaries: Sequence[RunSummary]) -> None:
+        """Take ``summaries`` and their rows (each page sorts over them: made here once, not
+        on every page)."""
+        self._catalog_rows = {s.run_id: summary_row(s) for s in summaries}
+        self._summaries = {s.run_id: s for s in summaries}
 
     # --- reads ---
     def run_ids(self) -> list[str]:
@@ -236,10 +253,8 @@ class RunIndex:
         With ``catalog``, the catalog's row of an ended run it holds whole
         (:func:`~launcher_plugin.ui.data.final_in_catalog`) counts as done."""
         done = self._current(run_id)
-        if done is None and catalog:
-            summary = self._summaries.get(run_id)
-            if summary is not None and final_in_catalog(summary):
-                done = summary_row(summary)
+        if done is None and catalog and final_in_catalog(self._summaries.get(run_id)):
+            done = self._catalog_rows.get(run_id)
         if done is not None:
             finished: Future[RunRow] = Future()
             finished.set_result(done)
@@ -282,29 +297,50 @@ class RunIndex:
         row = self._rows.get(run_id)
         if row is not None:
             return row
-        summary = self._summaries.get(run_id)
-        return None if summary is None else summary_row(summary)
+        return self._catalog_rows.get(run_id)
 
     def _fresh(self, row: RunRow) -> bool:
         return time.monotonic() - row.read_at < self.row_ttl
 
     def progress(self) -> dict[str, object]:
-        """How far the background reading has got."""
+        """How far the background reading has got: ``read`` counts the runs whose whole row
+        is known (read, or ended and held whole by the catalog), which sorting and filtering
+        cover; ``ready`` when that is every run. The background goes on reading the rows the
+        catalog held, for damaged records only."""
         ids = self._ids
-        done = sum(1 for i in ids if i in self._rows)
+        summaries = self._summaries
+        done = sum(1 for i in ids if i in self._rows or final_in_catalog(summaries.get(i)))
         catalog = not isinstance(self.tracker, LineageTracker) or self._summary_at > float("-inf")
         return {
             "runs": len(ids),
             "read": done,
             "catalog": catalog,
-            # every row read: the catalog adds nothing then (it only stands in for unread rows)
             "ready": done == len(ids) and self._listed_at > float("-inf"),
             "error": "; ".join(e for e in (self._list_error, self._summary_error) if e) or None,
         }
 
+    def _stored_summaries(self) -> None:
+        """Before the first page, the summary as stored where that is a few requests (a merged
+        catalog, :meth:`~trackers.api.LineageTracker.stored_runs_summary`): the page is then
+        sorted over every run it holds, and reads only the rows it does not hold whole. Once,
+        and never over a catalog the background has loaded."""
+        with self._stored_lock:
+            if self._stored_tried or not isinstance(self.tracker, LineageTracker):
+                return
+            self._stored_tried = True
+            try:
+                with self.gate:
+                    stored = self.tracker.stored_runs_summary()
+            except Exception as e:  # noqa: BLE001 - the background's full read will say more
+                logger.warning("reading the store's catalog as stored failed: %s", e)
+                return
+            if stored is not None and self._summary_at == float("-inf"):
+                self._use_summaries(stored)
+
     def page(self, query: RunsQuery) -> dict[str, object]:
         """The rows of one page, the number of runs that match, and the reading progress."""
         self._first_page_asked.set()
+        self._stored_summaries()
         ids = self.run_ids()
         known = {run_id: self.known(run_id) for run_id in ids}
         matched = [i for i in ids if query.matches(i, known[i])]

@@ -442,3 +442,36 @@ def test_a_parent_with_1000_children_torchx_linked_reads_in_three_requests(
     requests = Requests(reader)
     assert sorted(d.run_id for d in reader.descendants(PARENT)) == children
     assert len(requests.ops) <= 3, requests.ops
+
+
+def test_the_stored_catalog_is_read_in_a_few_requests_or_refused_in_one(
+    own_bucket: Store,
+) -> None:
+    """``stored_runs_summary()`` (the web view's first page): a listing of at most 8 keys that
+    stops there, and a GET per object; ``None`` after one request when segments are pending
+    beyond the merge threshold; never a write."""
+    writer = _store_at(own_bucket)
+    runs = [chain(i) for i in range(20)]
+    for i, run in enumerate(runs):
+        writer.add_metadata(run, **{"launch.component": "c", "launch.user": f"u{i % 2}"})
+        writer.set_status(run, _final(i))
+    reader = _store_at(own_bucket)
+    requests = Requests(reader)
+    assert reader.stored_runs_summary() is None  # 40 segments, none merged
+    assert requests.ops == ["ListObjectsV2"]
+    assert writer.compact_catalog()
+    for i in range(MERGE_SEGMENTS_AT - 1):
+        writer.set_status(runs[i], "KILLED")  # segments below the threshold are read as stored
+    requests.clear()
+    summaries = reader.stored_runs_summary()
+    assert summaries is not None
+    assert [s.run_id for s in summaries] == runs
+    statuses = [s.status for s in summaries]
+    assert statuses == ["KILLED"] * (MERGE_SEGMENTS_AT - 1) + [
+        _final(i) for i in range(MERGE_SEGMENTS_AT - 1, 20)
+    ]
+    assert all(s.launch_known and s.user == f"u{i % 2}" for i, s in enumerate(summaries))
+    assert all(s.status_time is not None for s in summaries)
+    assert requests.count("ListObjectsV2") == 1
+    assert len(requests.ops) <= 1 + MERGE_SEGMENTS_AT, requests.ops
+    assert set(requests.ops) == {"ListObjectsV2", "GetObject"}

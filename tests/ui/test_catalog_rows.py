@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from launcher_plugin.ui.data import RunRow, final_in_catalog, read_row, summary_row
 from launcher_plugin.ui.index import RunIndex, RunsQuery
+from tests.ui.conftest import ui_server
 from tests.ui.stores import CYCLE, many_id, write_many_runs
 from trackers.backends.catalog import CATALOG
 from trackers.backends.fsspec import create_tracker
@@ -112,3 +115,98 @@ def test_sorting_by_user_and_duration_covers_every_ended_run_from_the_catalog_al
     users = [row["user"] for row in by_user["rows"]]  # type: ignore[index]
     assert users == sorted(users) and len(users) == len(range(1, RUNS, 4))
     assert not reads  # no run read: every FAILED run is ended and whole in the catalog
+
+
+NEWEST = "local_cwd://torchx/aaa-launched-last"
+
+
+def store_with_newest(tmp_path: Path) -> Any:
+    """:func:`store` plus :data:`NEWEST`, launched after them all (no user), catalog merged."""
+    tracker = store(tmp_path)
+    tracker.add_metadata(
+        NEWEST, **{"launch.time": "2027-01-01T00:00:00+00:00", "launch.component": "c"}
+    )
+    tracker.set_status(NEWEST, "SUCCEEDED")
+    return tracker
+
+
+def first_page(tracker: Any) -> tuple[dict[str, Any], Counter[str]]:
+    """The first page (5 rows) of a new index, nothing loaded yet, and the runs it read."""
+    index = RunIndex(tracker, contextlib.nullcontext())
+    reads = count_run_reads(tracker)
+    try:
+        return index.page(RunsQuery(limit=5)), reads
+    finally:
+        index.stop()
+
+
+def test_the_first_page_of_a_merged_store_is_sorted_over_its_catalog_before_any_read(
+    tmp_path: Path,
+) -> None:
+    """No background yet: the page takes the catalog as stored (a few reads), so the newest
+    run comes first although its id sorts last, and only the runs still going are read."""
+    page, reads = first_page(store_with_newest(tmp_path))
+    shown = [row["run_id"] for row in page["rows"]]  # type: ignore[union-attr]
+    assert shown == [NEWEST] + [many_id(i) for i in range(RUNS - 1, RUNS - 5, -1)]
+    assert set(reads) == set(shown) & set(GOING)
+    assert page["rows"][0]["user"] is None  # type: ignore[index]  # its launch record names none
+
+
+def test_the_first_page_of_a_store_with_many_pending_segments_reads_its_rows(
+    tmp_path: Path,
+) -> None:
+    """More segments than a reader merges (a read-only viewer merges none): the first page does
+    not wait for them; it reads its own rows, as before."""
+    tracker = create_tracker(str(tmp_path / "store"))
+    write_many_runs(tracker, RUNS)  # two segments a run, not merged
+    assert tracker.stored_runs_summary() is None
+    page, reads = first_page(tracker)
+    assert set(reads) == {row["run_id"] for row in page["rows"]}  # type: ignore[union-attr]
+
+
+def test_the_servers_first_page_of_a_merged_store_shows_the_newest_run_first(
+    tmp_path: Path,
+) -> None:
+    """Through ``torchx tracker ui`` itself: the first ``/api/runs`` of a merged store."""
+    store_with_newest(tmp_path).compact_catalog()
+    root = tmp_path / "store"
+    with ui_server(tmp_path, f"fsspec={root}") as server:
+        with urllib.request.urlopen(server.url + "api/runs?limit=3", timeout=60) as response:
+            body = json.loads(response.read())
+    assert [row["run_id"] for row in body["rows"]] == [NEWEST, many_id(RUNS - 1), many_id(RUNS - 2)]
+    assert body["rows"][1]["user"] == "alice" and body["rows"][1]["duration"] is None  # RUNNING
+
+
+def test_progress_counts_the_rows_the_catalog_holds_whole_as_known(tmp_path: Path) -> None:
+    """What sorting covers: once the catalog is loaded, every ended run; the runs still going
+    once read."""
+    tracker = store(tmp_path)
+    index = RunIndex(tracker, contextlib.nullcontext())
+    try:
+        index.run_ids()
+        assert index.progress()["read"] == 0
+        index._load_summaries()
+        assert index.progress()["read"] == len(ENDED) and not index.progress()["ready"]
+        index.rows(GOING)
+        assert index.progress()["read"] == RUNS and index.progress()["ready"]
+    finally:
+        index.stop()
+
+
+def test_the_background_reads_the_rows_sorting_lacks_before_the_rest(tmp_path: Path) -> None:
+    """Runs still going first (what sorting and the progress wait for), then the ended runs
+    the catalog holds whole (read only for their damaged records)."""
+    tracker = store(tmp_path)
+    order: list[str] = []
+    metadata = tracker.metadata
+    tracker.metadata = lambda run_id: order.append(run_id) or metadata(run_id)
+    index = RunIndex(tracker, contextlib.nullcontext())
+    index.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(set(order)) < RUNS and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        index.stop()
+    assert set(order[: len(GOING)]) == set(GOING)
+    assert set(order) == {many_id(i) for i in range(RUNS)}

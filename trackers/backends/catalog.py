@@ -175,7 +175,13 @@ class Catalog:
     runs: dict[str, CatalogEntry] = field(default_factory=dict)
 
     def add(self, run_id: str, entry: CatalogEntry) -> None:
-        self.runs.setdefault(run_id, CatalogEntry()).merge(entry)
+        """Merge ``entry`` in (taken as it is where the run has none yet: the caller gives it
+        up)."""
+        mine = self.runs.get(run_id)
+        if mine is None:
+            self.runs[run_id] = entry
+        else:
+            mine.merge(entry)
 
     def merge_json(self, data: bytes | None, where: str) -> None:
         if data is None:

@@ -66,7 +66,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from torchx.tracker.api import TrackerArtifact, TrackerBase, TrackerSource
 
@@ -586,11 +586,19 @@ class RecordStoreTracker(LineageTracker):
             self._append_catalog(run_id, entries)
 
     # --- the catalog (see trackers.backends.catalog) ---
-    def _list_catalog(self) -> list[str]:
-        """Names of the catalog objects at the root: ``.catalog`` and its segments."""
-        return [
+    @overload
+    def _list_catalog(self) -> list[str]: ...
+
+    @overload
+    def _list_catalog(self, *, at_most: int) -> list[str] | None: ...
+
+    def _list_catalog(self, *, at_most: int | None = None) -> list[str] | None:
+        """Names of the catalog objects at the root: ``.catalog`` and its segments; ``None``
+        when there are more than ``at_most``."""
+        names = [
             n for n in self._list_names(self.root) if n == CATALOG or n.startswith(SEGMENT_PREFIX)
         ]
+        return None if at_most is not None and len(names) > at_most else names
 
     def _delete(self, keys: Sequence[str]) -> None:
         """Remove objects; only catalog segments already merged into ``.catalog`` ever are."""
@@ -738,26 +746,25 @@ class RecordStoreTracker(LineageTracker):
         """
         ids = sorted(self._all_run_ids()) if run_ids is None else list(run_ids)
         runs = self._catalog_for([r for r in ids if r]).runs
-        out = []
-        for run in ids:
-            entry = runs.get(run, CatalogEntry())
-            status, status_time = None, None
-            if entry.status is not None:
-                status = entry.status[0]
-                status_time = record_sort_key(entry.status[1])[0] / 1e9 or None
-            out.append(
-                RunSummary(
-                    run,
-                    status,
-                    entry.start,
-                    tuple(dedupe_links(entry.sources)),
-                    component=entry.component[0] if entry.component is not None else None,
-                    user=entry.user[0] if entry.user is not None else None,
-                    launch_known=entry.component is not None and entry.user is not None,
-                    status_time=status_time,
-                )
-            )
-        return out
+        return [_summary(run, runs.get(run, CatalogEntry())) for run in ids]
+
+    def stored_runs_summary(self) -> list[RunSummary] | None:
+        """The catalog as stored, when it is ``.catalog`` and at most
+        :data:`~trackers.backends.catalog.MERGE_SEGMENTS_AT` segments: a listing that stops
+        there and a GET each (S3: a listing of at most 8 keys, so a store of unmerged segments
+        costs one small request to find out). ``None`` otherwise, or when it changed while
+        read. Runs it lacks are left out; nothing is merged or derived."""
+        names = self._list_catalog(at_most=MERGE_SEGMENTS_AT + 1)
+        if names is None:
+            return None
+        keys = [posixpath.join(self.root, n) for n in names]
+        found = self._get_many(keys)
+        if any(data is None for data in found):
+            return None  # merged and removed while read
+        catalog = Catalog()
+        for key, data in zip(keys, found, strict=True):
+            catalog.merge_json(data, key)
+        return [_summary(run, entry) for run, entry in sorted(catalog.runs.items())]
 
     def lineage(
         self,
@@ -1145,6 +1152,24 @@ class _GraphView:
 
     def descendants(self, run_id: str, artifact_name: str | None = None) -> list[LinkedRun]:
         return _named(self._graph.child_links(run_id), artifact_name)
+
+
+def _summary(run_id: str, entry: CatalogEntry) -> RunSummary:
+    """The run's :class:`RunSummary` from its catalog entry."""
+    status, status_time = None, None
+    if entry.status is not None:
+        status = entry.status[0]
+        status_time = record_sort_key(entry.status[1])[0] / 1e9 or None
+    return RunSummary(
+        run_id,
+        status,
+        entry.start,
+        tuple(dedupe_links(entry.sources)) if entry.sources else (),
+        component=entry.component[0] if entry.component is not None else None,
+        user=entry.user[0] if entry.user is not None else None,
+        launch_known=entry.component is not None and entry.user is not None,
+        status_time=status_time,
+    )
 
 
 def _named(links: Iterable[LinkedRun], artifact_name: str | None) -> list[LinkedRun]:

@@ -75,7 +75,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from trackers.backends.catalog import CATALOG, SEGMENT_PREFIX
@@ -604,15 +604,26 @@ class S3Tracker(RecordStoreTracker):
                     names.append(name)
         return names
 
-    def _list_catalog(self) -> list[str]:
-        """The catalog objects only (one request), not the whole root listing."""
+    @overload
+    def _list_catalog(self) -> list[str]: ...
+
+    @overload
+    def _list_catalog(self, *, at_most: int) -> list[str] | None: ...
+
+    def _list_catalog(self, *, at_most: int | None = None) -> list[str] | None:
+        """The catalog objects only (one request a thousand), not the whole root listing;
+        with ``at_most``, one request for at most that many and one more (``None`` when that
+        one more is there)."""
         listing = self._dir_prefix(self.root)
         names = []
         paginator = self._client.get_paginator("list_objects_v2")
+        limit = {} if at_most is None else {"PaginationConfig": {"PageSize": at_most + 1}}
         pages = self._call(
             "ListObjectsV2",
             listing + CATALOG,
-            lambda: iter(paginator.paginate(Bucket=self.bucket, Prefix=listing + CATALOG)),
+            lambda: iter(
+                paginator.paginate(Bucket=self.bucket, Prefix=listing + CATALOG, **limit)
+            ),
         )
         while True:
             page = self._call("ListObjectsV2", listing + CATALOG, lambda: next(pages, None))
@@ -622,6 +633,8 @@ class S3Tracker(RecordStoreTracker):
                 name = str(obj["Key"])[len(listing) :]
                 if name == CATALOG or (name.startswith(SEGMENT_PREFIX) and "/" not in name):
                     names.append(name)
+            if at_most is not None and (len(names) > at_most or page.get("IsTruncated")):
+                return None
         return names
 
     def _delete(self, keys: Sequence[str]) -> None:
