@@ -19,11 +19,10 @@ too is sorted over every run the catalog holds. A background thread loads the ca
 entries for runs it lacks) and then reads every other run's row in a second pool, those the
 catalog does not hold whole first, so sorting by user or duration also covers the runs the
 catalog lacks them for once it has read those; the page says how far it has got and asks again
-until then. Pages go
-first: the background starts once the first page has been served (or when none was asked for
-within :data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows are being read. (A
-catalog nobody merged is ~3 objects per run; loading it beside the first page made that page
-wait for the store's every segment.)
+until then. Pages go first: the background starts once the first page has been served (or when
+none was asked for within :data:`FIRST_PAGE_GRACE_S`), and reads no new row while a page's rows
+are being read. (A catalog nobody merged is ~3 objects per run; loading it beside the first page
+made that page wait for the store's every segment.)
 
 No lock is held across reads of different runs: our trackers are safe to share between threads
 (S3 and MLflow say so; the fsspec backend keeps no per-read state). A tracker that is not ours
@@ -214,7 +213,7 @@ class RunIndex:
         except Exception as e:  # noqa: BLE001 - shown on the page; rows are still read one by one
             self._summary_error = describe_error(e)
             logger.warning("reading the store's catalog failed: %s", self._summary_error)
-        self._summary_at = time.monotonic()
+            self._summary_at = time.monotonic()  # tried: again after summary_ttl
 
     def _use_summaries(self, summaries: Sequence[RunSummary]) -> None:
         """Take ``summaries`` and their rows (each page sorts over them: made here once, not

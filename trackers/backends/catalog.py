@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -88,14 +88,7 @@ class CatalogEntry:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CatalogEntry:
         entry = cls()
-        status = data.get("status")
-        if (
-            isinstance(status, list)
-            and len(status) == 2
-            and status[0] in RUN_STATUSES
-            and isinstance(status[1], str)
-        ):
-            entry.status = (status[0], status[1])
+        entry.status = _stored_pair(data.get("status"), lambda v: v in RUN_STATUSES)
         start = data.get("start")
         if isinstance(start, int | float) and not isinstance(start, bool):
             entry.start = float(start)
@@ -103,22 +96,18 @@ class CatalogEntry:
             if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
                 name = item[1] if isinstance(item[1], str) else None
                 entry.sources[LinkedRun(item[0], name)] = None
-        component = data.get("component")
-        if (
-            isinstance(component, list)
-            and len(component) == 2
-            and all(isinstance(part, str) for part in component)
-        ):
-            entry.component = (component[0], component[1])
-        user = data.get("user")
-        if (
-            isinstance(user, list)
-            and len(user) == 2
-            and (user[0] is None or isinstance(user[0], str))
-            and isinstance(user[1], str)
-        ):
-            entry.user = (user[0], user[1])
+        entry.component = _stored_pair(data.get("component"), lambda v: isinstance(v, str))
+        entry.user = _stored_pair(data.get("user"), lambda v: v is None or isinstance(v, str))
         return entry
+
+
+def _stored_pair(stored: object, valid: Callable[[object], bool]) -> tuple[Any, str] | None:
+    """A stored ``[value, record name]`` pair whose value is ``valid``; ``None`` where it is
+    missing or malformed (ignored, as an unknown key is)."""
+    if isinstance(stored, list) and len(stored) == 2 and isinstance(stored[1], str):
+        if valid(stored[0]):
+            return (stored[0], stored[1])
+    return None
 
 
 def parse_iso_time(value: object) -> float | None:
@@ -141,11 +130,10 @@ def launch_entry(metadata: Mapping[str, object], record: str) -> CatalogEntry | 
     names none), the user of any other record that sets :data:`USER_KEY` (a later write wins,
     as in the run's merged metadata); else ``None``."""
     component = metadata.get(COMPONENT_KEY)
-    if USER_KEY in metadata or isinstance(component, str):
-        value = metadata.get(USER_KEY)
-        user = (value if isinstance(value, str) and value else None, record)
-    else:
+    if USER_KEY not in metadata and not isinstance(component, str):
         return None
+    value = metadata.get(USER_KEY)
+    user = (value if isinstance(value, str) and value else None, record)
     if not isinstance(component, str):
         return CatalogEntry(user=user)
     return CatalogEntry(

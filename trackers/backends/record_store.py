@@ -615,6 +615,18 @@ class RecordStoreTracker(LineageTracker):
     def _segment_key(self) -> str:
         return f"{self._root_slash}{SEGMENT_PREFIX}{time.time_ns():020d}-{os.urandom(16).hex()}"
 
+    def _read_catalog(self, names: Sequence[str]) -> Catalog | None:
+        """The catalog objects ``names`` (from :meth:`_list_catalog`) fetched and merged;
+        ``None`` when one is gone (merged and removed since the listing)."""
+        keys = [posixpath.join(self.root, n) for n in names]
+        found = self._get_many(keys)
+        if any(data is None for data in found):
+            return None
+        catalog = Catalog()
+        for key, data in zip(keys, found, strict=True):
+            catalog.merge_json(data, key)
+        return catalog
+
     def _load_catalog(self) -> Catalog:
         """The catalog as stored now (merged first when it has many segments)."""
         for _ in range(3):
@@ -622,13 +634,9 @@ class RecordStoreTracker(LineageTracker):
             if sum(1 for n in names if n != CATALOG) > MERGE_SEGMENTS_AT:
                 if self._reader_snapshots() and self.compact_catalog():
                     names = self._list_catalog()
-            keys = [posixpath.join(self.root, n) for n in names]
-            found = self._get_many(keys)
-            if any(d is None for d in found):
+            catalog = self._read_catalog(names)
+            if catalog is None:
                 continue  # merged and removed while read: read it again
-            catalog = Catalog()
-            for key, data in zip(keys, found, strict=True):
-                catalog.merge_json(data, key)
             return catalog
         raise TrackerError(f"{self.root}: the catalog kept changing while it was read")
 
@@ -755,15 +763,9 @@ class RecordStoreTracker(LineageTracker):
         costs one small request to find out). ``None`` otherwise, or when it changed while
         read. Runs it lacks are left out; nothing is merged or derived."""
         names = self._list_catalog(at_most=MERGE_SEGMENTS_AT + 1)
-        if names is None:
+        catalog = None if names is None else self._read_catalog(names)
+        if catalog is None:
             return None
-        keys = [posixpath.join(self.root, n) for n in names]
-        found = self._get_many(keys)
-        if any(data is None for data in found):
-            return None  # merged and removed while read
-        catalog = Catalog()
-        for key, data in zip(keys, found, strict=True):
-            catalog.merge_json(data, key)
         return [_summary(run, entry) for run, entry in sorted(catalog.runs.items())]
 
     def lineage(

@@ -621,9 +621,7 @@ class S3Tracker(RecordStoreTracker):
         pages = self._call(
             "ListObjectsV2",
             listing + CATALOG,
-            lambda: iter(
-                paginator.paginate(Bucket=self.bucket, Prefix=listing + CATALOG, **limit)
-            ),
+            lambda: iter(paginator.paginate(Bucket=self.bucket, Prefix=listing + CATALOG, **limit)),
         )
         while True:
             page = self._call("ListObjectsV2", listing + CATALOG, lambda: next(pages, None))
